@@ -1,0 +1,77 @@
+import pytest
+import torch
+import torch.nn as nn
+
+from wp import pool
+
+
+def test_z_vector_is_eight_consecutive_input_channels():
+    w = torch.arange(2 * 16 * 3 * 3, dtype=torch.float32).reshape(2, 16, 3, 3)
+    v = pool.to_vectors(w)
+    assert v.shape == (2 * 3 * 3 * 2, 8)
+    # order o, y, x, g: row 1 is (o=0, y=0, x=0, g=1)
+    assert torch.equal(v[1], w[0, 8:16, 0, 0])
+    assert torch.equal(v[2], w[0, 0:8, 0, 1])
+    assert torch.equal(v[-1], w[1, 8:16, 2, 2])
+    assert torch.equal(pool.from_vectors(v, w.shape), w)
+
+
+def test_linear_vectors_are_consecutive_inputs():
+    w = torch.randn(3, 16)
+    v = pool.to_vectors(w)
+    assert torch.equal(v[1], w[0, 8:16]) and torch.equal(pool.from_vectors(v, w.shape), w)
+
+
+def test_assign_uses_cosine_not_euclidean():
+    p = torch.tensor([[10.0] + [0] * 7, [0.1, 0.1] + [0] * 6])
+    x = torch.tensor([[0.2, 0.0] + [0] * 6, [0.1, 0.12] + [0] * 6])
+    # x[0] is nearest to p[1] in Euclidean distance but parallel to p[0]
+    assert pool.assign(x, p).tolist() == [0, 1]
+
+
+def test_project_replaces_vectors_by_pool_vectors_and_is_idempotent():
+    torch.manual_seed(0)
+    p = torch.randn(16, 8)
+    w = torch.randn(4, 24, 3, 3)
+    proj, idx = pool.project(w, p)
+    assert torch.equal(pool.to_vectors(proj), p[idx])
+    proj2, idx2 = pool.project(proj, p)
+    assert torch.equal(idx, idx2) and torch.equal(proj, proj2)
+
+
+def test_straight_through_gradient_reaches_latent_weights():
+    torch.manual_seed(0)
+    p = torch.randn(8, 8)
+    conv = nn.Conv2d(8, 4, 3, bias=False)
+    x = torch.randn(2, 8, 5, 5)
+    pool.attach(conv, p, [""])
+    out = conv(x)
+    proj, _ = pool.project(conv.parametrizations.weight.original.detach(), p)
+    assert torch.allclose(out, nn.functional.conv2d(x, proj))
+    out.square().sum().backward()
+    # d/dW of the projected conv, passed unchanged to the latent weights
+    w = proj.clone().requires_grad_()
+    nn.functional.conv2d(x, w).square().sum().backward()
+    assert torch.allclose(conv.parametrizations.weight.original.grad, w.grad)
+    assert not any(b.requires_grad for b in conv.buffers())
+
+
+def test_detach_bakes_pool_vectors_into_plain_weights():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 16, 3), nn.Conv2d(16, 16, 1))
+    p = torch.randn(5, 8)
+    layers = pool.pooled_layers(model)
+    assert layers == ["1", "2"]
+    pool.attach(model, p, layers)
+    pool.detach(model)
+    assert set(model.state_dict()) == {"0.weight", "0.bias", "1.weight", "1.bias", "2.weight", "2.bias"}
+    for name in layers:
+        vectors = pool.to_vectors(dict(model.named_modules())[name].weight.detach())
+        assert all(any(torch.equal(v, q) for q in p) for v in vectors)
+
+
+@pytest.mark.parametrize("groups", [8])
+def test_depthwise_conv_is_never_pooled(groups):
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 3, groups=groups), nn.Linear(8, 8))
+    assert pool.pooled_layers(model) == []
+    assert pool.pooled_layers(model, pool_fc=True) == ["2"]

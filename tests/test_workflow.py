@@ -1,0 +1,108 @@
+"""A real snakemake run of the whole DAG on the digits data, then dry runs that prove partial reruns."""
+
+import re
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+CONFIG = {
+    "recipe": "smoke",
+    "device": "cpu",
+    "threads": 1,
+    "experiments": {"digits": ["tinyconv", "resnet_mlperf"]},
+    "pool_sizes": [8, 16],
+    "hparams": {
+        "pretrain": {"epochs": 2, "batch_size": 32, "train_subset": 600, "test_subset": 200},
+        "wp_train": {"epochs": 1, "batch_size": 32, "train_subset": 600, "test_subset": 200},
+    },
+}
+
+
+def snakemake(workdir, *args, config=None):
+    cfg = workdir / "config.yaml"
+    if config is not None:
+        cfg.write_text(yaml.safe_dump(config))
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(workdir / "workflow" / "Snakefile"),
+           "--directory", str(workdir), "--configfile", str(cfg), "--cores", "2", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
+
+
+def planned(workdir, config):
+    """{rule: [wildcards line, ...]} of a dry run."""
+    r = snakemake(workdir, "-n", config=config)
+    assert r.returncode == 0, r.stdout + r.stderr
+    jobs: dict[str, list[str]] = {}
+    rule = None
+    for line in r.stdout.splitlines():
+        m = re.match(r"^(?:local)?rule (\w+):", line)
+        if m:
+            rule = m.group(1) if m.group(1) != "all" else None
+            if rule:
+                jobs.setdefault(rule, [])
+        elif rule and line.strip().startswith("wildcards:"):
+            jobs[rule].append(line.strip())
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    work = tmp_path_factory.mktemp("wf")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(REPO / "wp", work / "wp", ignore=ignore)
+    shutil.copytree(REPO / "workflow", work / "workflow", ignore=ignore)
+    r = snakemake(work, "tables/table4.csv", config=CONFIG)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return work
+
+
+def test_full_run_writes_table4(finished):
+    df = pd.read_csv(finished / "tables" / "table4.csv")
+    assert sorted(df.network) == ["resnet_mlperf", "tinyconv"]
+    assert list(df.columns[:5]) == ["dataset", "network", "original", "wp8", "wp16"]
+    assert (df[["original", "wp8", "wp16"]] > 10).all().all()  # above chance (10 classes)
+    for rule in ("prepare", "pretrain", "cluster", "wp_train", "table4"):
+        assert list((finished / "results" / "logs" / rule).rglob("*.log")) or (finished / "results" / "logs" / f"{rule}.log").exists()
+    assert (finished / "tables" / "table4.md").exists()
+    assert not snakemake(finished, "-n", "tables/table4.csv").stdout.count("rule pretrain")
+
+
+def test_adding_a_pool_size_schedules_only_that_pool(finished):
+    jobs = planned(finished, {**CONFIG, "pool_sizes": [8, 16, 32]})
+    assert set(jobs) == {"cluster", "wp_train", "table4"}
+    assert len(jobs["cluster"]) == len(jobs["wp_train"]) == 2
+    assert all("k=32" in w for w in jobs["cluster"] + jobs["wp_train"])
+
+
+def test_changing_retraining_epochs_of_one_network_reruns_only_its_wp_train(finished):
+    cfg = {**CONFIG, "network_hparams": {"tinyconv": {"wp_train": {"epochs": 2}}}}
+    jobs = planned(finished, cfg)
+    assert set(jobs) == {"wp_train", "table4"}
+    assert len(jobs["wp_train"]) == 2 and all("network=tinyconv" in w for w in jobs["wp_train"])
+
+
+def test_editing_stage_code_reruns_that_stage_and_what_follows(finished):
+    kmeans_py = finished / "wp" / "kmeans.py"
+    original = kmeans_py.read_text()
+    kmeans_py.write_text(original + "\n# an edit\n")  # Snakemake 9.18+ compares checksums, not only mtimes
+    try:
+        jobs = planned(finished, CONFIG)
+    finally:
+        kmeans_py.write_text(original)
+    assert set(jobs) == {"cluster", "wp_train", "table4"} and len(jobs["cluster"]) == 4
+
+
+def test_bad_config_is_one_clear_line(finished):
+    r = snakemake(finished, "-n", config={**CONFIG, "pool_sizes": [1]})
+    assert r.returncode != 0
+    assert "pool_sizes.0: 1 is less than the minimum of 2" in r.stderr
+    r = snakemake(finished, "-n", config={**CONFIG, "experiments": {"digits": ["resnet_99"]}})
+    assert r.returncode != 0 and "unknown network 'resnet_99'" in r.stderr
+    assert (finished / "tables" / "table4.csv").exists()

@@ -1,0 +1,68 @@
+# Config validation, job lists, path helpers and the code files each stage depends on.
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(workflow.basedir).parent
+sys.path.insert(0, str(REPO))
+
+from wp import WPError
+from wp import config as wpconfig
+from wp import recipes
+
+try:
+    wpconfig.validate(config)
+except WPError as exc:
+    sys.exit(f"wp: error: {exc}")
+
+RESULTS = config["results_dir"]
+TABLES = config["tables_dir"]
+LOGS = f"{RESULTS}/logs"
+BENCH = f"{RESULTS}/benchmarks"
+PY = f"{sys.executable} -m wp"  # the Python that runs Snakemake, so its wp and torch are used
+
+
+def _uses_gpu():
+    if config["device"] == "cpu":
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+# GPU jobs declare resources gpu=1 so that `--resources gpu=N` runs one job per GPU.
+GPU = 1 if _uses_gpu() else 0
+
+wildcard_constraints:
+    dataset="[a-z0-9_]+",
+    network="[a-z0-9_]+",
+    k="[0-9]+",
+
+
+def code(*modules):
+    """Source files of wp that a stage runs: editing one reruns the stage and what follows."""
+    files = ["wp/__init__.py", "wp/cli.py", "wp/io.py"]
+    for m in modules:
+        path = REPO / m
+        files += sorted(str(p.relative_to(REPO)) for p in path.rglob("*.py")) if path.is_dir() else [m]
+    return [str(REPO / f) for f in files]
+
+
+def hparams_json(stage, network):
+    return json.dumps(recipes.resolve(config, stage, network), sort_keys=True)
+
+
+def jobs():
+    return [(d, n) for d, nets in config["experiments"].items() for n in nets]
+
+
+def table4_metrics():
+    out = []
+    for d, n in jobs():
+        out.append(f"{RESULTS}/{d}/{n}/pretrained.json")
+        out += [f"{RESULTS}/{d}/{n}/wp{k}.json" for k in config["pool_sizes"]]
+    return out
+
+
+def table4_outputs():
+    return [f"{TABLES}/table4.csv", f"{TABLES}/table4.md"]

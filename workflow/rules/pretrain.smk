@@ -1,0 +1,22 @@
+rule pretrain:
+    output:
+        ckpt=f"{RESULTS}/{{dataset}}/{{network}}/pretrained.pt",
+        metrics=f"{RESULTS}/{{dataset}}/{{network}}/pretrained.json",
+    input:
+        data=f"{RESULTS}/{{dataset}}/data.h5",
+        code=code("wp/models", "wp/train.py", "wp/augment.py", "wp/checkpoint.py", "wp/stages/common.py", "wp/stages/pretrain.py"),
+    params:
+        hparams=lambda wc: hparams_json("pretrain", wc.network),
+        seed=config["seed"],
+        device=config["device"],
+    threads: config["threads"]
+    resources:
+        gpu=GPU,
+    log:
+        f"{LOGS}/pretrain/{{dataset}}/{{network}}.log",
+    benchmark:
+        f"{BENCH}/pretrain/{{dataset}}/{{network}}.tsv"
+    shell:
+        "{PY} pretrain --data {input.data:q} --network {wildcards.network} --hparams {params.hparams:q} "
+        "--seed {params.seed} --device {params.device} --threads {threads} "
+        "--out {output.ckpt:q} --metrics {output.metrics:q} > {log:q} 2>&1"

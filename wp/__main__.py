@@ -1,0 +1,3 @@
+from wp.cli import main
+
+raise SystemExit(main())

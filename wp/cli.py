@@ -1,0 +1,122 @@
+"""``python -m wp <command>``: one subcommand per workflow stage (and rule).
+
+Every command exits 0 on success; on bad input it prints one line ``wp: error: ...`` naming the
+problem and the fix, and exits 2, leaving existing outputs untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from wp import WPError
+
+
+def _hparams(text: str) -> dict:
+    from wp.train import hparams
+
+    try:
+        return hparams(json.loads(text))
+    except json.JSONDecodeError as exc:
+        raise WPError(f"--hparams is not valid JSON ({exc}): pass a JSON object") from exc
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="wp", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp, device=True):
+        sp.add_argument("--seed", type=int, default=0)
+        sp.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+        if device:
+            sp.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+
+    sp = sub.add_parser("prepare", help="raw dataset → cached HDF5 file")
+    sp.add_argument("--dataset", required=True)
+    sp.add_argument("--data-dir", default="data")
+    sp.add_argument("--out", required=True)
+    common(sp, device=False)
+
+    sp = sub.add_parser("pretrain", help="train the float network")
+    sp.add_argument("--data", required=True)
+    sp.add_argument("--network", required=True)
+    sp.add_argument("--hparams", type=str, default="{}", help="JSON training settings (see wp.train)")
+    sp.add_argument("--out", required=True, help="checkpoint .pt")
+    sp.add_argument("--metrics", required=True, help="metrics .json")
+    common(sp)
+
+    sp = sub.add_parser("cluster", help="k-means weight pool of K vectors")
+    sp.add_argument("--checkpoint", required=True)
+    sp.add_argument("--network", required=True)
+    sp.add_argument("--k", type=int, required=True)
+    sp.add_argument("--backend", default="torch", choices=["torch", "kmeans_pytorch"])
+    sp.add_argument("--init", default="kmeans++", choices=["kmeans++", "random"])
+    sp.add_argument("--max-iter", type=int, default=300)
+    sp.add_argument("--tol", type=float, default=1e-4)
+    sp.add_argument("--pool-fc", action="store_true")
+    sp.add_argument("--out", required=True, help="pool .h5")
+    common(sp)
+
+    sp = sub.add_parser("wp_train", aliases=["wp-train"], help="retrain with the frozen pool")
+    sp.add_argument("--data", required=True)
+    sp.add_argument("--checkpoint", required=True, help="pretrained checkpoint")
+    sp.add_argument("--pool", required=True, help="pool .h5 from cluster")
+    sp.add_argument("--network", required=True)
+    sp.add_argument("--hparams", type=str, default="{}")
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--metrics", required=True)
+    common(sp)
+
+    sp = sub.add_parser("table4", help="tables/table4.csv from metrics files")
+    sp.add_argument("--metrics", nargs="+", required=True)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--md", default=None)
+
+    sp = sub.add_parser("check-config", help="validate a config file, print it with defaults filled in")
+    sp.add_argument("configfile")
+    return p
+
+
+def dispatch(args: argparse.Namespace) -> None:
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    cmd = args.command.replace("-", "_")
+    if cmd == "prepare":
+        from wp.stages import prepare
+
+        prepare.run(args.dataset, args.data_dir, args.out, seed=args.seed)
+    elif cmd == "pretrain":
+        from wp.stages import pretrain
+
+        pretrain.run(args.data, args.network, _hparams(args.hparams), args.out, args.metrics, seed=args.seed, device=args.device)
+    elif cmd == "cluster":
+        from wp.stages import cluster
+
+        cluster.run(args.checkpoint, args.network, args.k, args.out, seed=args.seed, backend=args.backend, init=args.init,
+                    max_iter=args.max_iter, tol=args.tol, pool_fc=args.pool_fc, device=args.device)
+    elif cmd == "wp_train":
+        from wp.stages import wp_train
+
+        wp_train.run(args.data, args.checkpoint, args.pool, args.network, _hparams(args.hparams), args.out, args.metrics,
+                     seed=args.seed, device=args.device)
+    elif cmd == "table4":
+        from wp.stages import table4
+
+        table4.run(args.metrics, args.out, args.md)
+    elif cmd == "check_config":
+        from wp import config
+
+        print(json.dumps(config.load(args.configfile), indent=2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        dispatch(args)
+    except WPError as exc:
+        print(f"wp: error: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,67 @@
+"""Workflow configuration: schema validation with defaults filled in, plus checks of names."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from wp import WPError
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def _fill_defaults(schema: dict, instance):
+    """Recursively insert schema defaults for missing keys (objects only)."""
+    if not isinstance(instance, dict) or schema.get("type") != "object":
+        return instance
+    for key, sub in schema.get("properties", {}).items():
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if key in instance:
+            _fill_defaults(sub, instance[key])
+    return instance
+
+
+def _where(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
+
+
+def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
+    """Validate ``config`` (in place) against the schema, fill defaults, check dataset, network and
+    training-setting names. Raises WPError with one line naming the key and the fix."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    if config is None:
+        config = {}
+    _fill_defaults(schema, config)
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        e = errors[0]
+        raise WPError(f"config: {_where(e)}: {e.message} (fix it in config.yaml or on the --config line)")
+    check_names(config)
+    return config
+
+
+def check_names(config: dict) -> None:
+    from wp import data, models, recipes
+
+    for dataset, networks in config["experiments"].items():
+        data.get(dataset)
+        for net in networks:
+            models.check_name(net)
+            for stage in recipes.STAGES:
+                recipes.resolve(config, stage, net)
+    for net in config.get("network_hparams", {}):
+        models.check_name(net)
+
+
+def load(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise WPError(f"config file {path} not found: pass an existing file with --configfile")
+    try:
+        return validate(yaml.safe_load(path.read_text()) or {})
+    except yaml.YAMLError as exc:
+        raise WPError(f"config file {path} is not valid YAML ({str(exc).splitlines()[0]}): fix its syntax") from exc

@@ -1,0 +1,73 @@
+"""Training recipes: per stage and network, the hyperparameters handed to ``wp.train.fit``.
+
+- ``paper``: the reference code's optimizers, schedules, batch size 128 and epochs
+  (reference-behaviour.md sections 4 and 6). Many GPU-hours.
+- ``fast``: our recipe for a GPU: SGD with Nesterov momentum, a one-cycle schedule, label
+  smoothing and larger batches, far fewer epochs.
+- ``smoke``: seconds to minutes on a CPU: class-balanced subsets, one or two epochs. For the demo
+  and the tests; its accuracies are far below the paper's.
+
+``resolve(config, stage, network)`` applies, in order: the recipe, ``config['hparams'][stage]``,
+``config['network_hparams'][network][stage]``.
+"""
+
+from __future__ import annotations
+
+from wp import WPError
+from wp.train import hparams
+
+STAGES = ("pretrain", "wp_train")
+RESNETS = ("resnet_10", "resnet_14", "resnet_mlperf")
+
+_ADAM_EXP = {"optimizer": "adam", "lr": 1e-3, "schedule": "exp", "gamma": 0.99, "weight_decay": 0.0, "batch_size": 128}
+_ADAM_STEP = {"optimizer": "adam", "lr": 1e-3, "schedule": "step", "gamma": 0.5, "step_epochs": 20, "weight_decay": 0.0, "batch_size": 128}
+_SGD_COS = {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "schedule": "cosine", "batch_size": 128}
+
+PAPER = {
+    "pretrain": {
+        "resnet_10": {**_ADAM_EXP, "epochs": 500},
+        "resnet_14": {**_ADAM_EXP, "epochs": 500},
+        "resnet_mlperf": {**_ADAM_EXP, "epochs": 500},
+        "mobilenet_v2": {**_SGD_COS, "epochs": 300},
+        "tinyconv": {**_SGD_COS, "epochs": 200},
+    },
+    "wp_train": {
+        "resnet_10": {**_ADAM_STEP, "epochs": 100},
+        "resnet_14": {**_ADAM_STEP, "epochs": 100},
+        "resnet_mlperf": {**_SGD_COS, "epochs": 200},
+        "mobilenet_v2": {**_SGD_COS, "epochs": 100},
+        "tinyconv": {**_SGD_COS, "epochs": 100},
+    },
+}
+
+_FAST = {"optimizer": "sgd", "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "schedule": "onecycle",
+         "label_smoothing": 0.1, "batch_size": 256, "eval_batch_size": 1024, "bn_recalibrate": 20}
+FAST = {
+    "pretrain": {net: {**_FAST, "lr": 0.2, "warmup_epochs": 2, "epochs": 40} for net in (*RESNETS, "mobilenet_v2", "tinyconv")},
+    "wp_train": {net: {**_FAST, "lr": 0.05, "warmup_epochs": 1, "epochs": 15} for net in (*RESNETS, "mobilenet_v2", "tinyconv")},
+}
+
+_SMOKE = {"optimizer": "sgd", "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "schedule": "onecycle",
+          "batch_size": 64, "train_subset": 2000, "test_subset": 1000, "bn_recalibrate": 8}
+SMOKE = {
+    "pretrain": {net: {**_SMOKE, "lr": 0.05, "warmup_epochs": 0.5, "epochs": 2} for net in (*RESNETS, "mobilenet_v2", "tinyconv")},
+    "wp_train": {net: {**_SMOKE, "lr": 0.01, "warmup_epochs": 0.2, "epochs": 1} for net in (*RESNETS, "mobilenet_v2", "tinyconv")},
+}
+
+RECIPES = {"paper": PAPER, "fast": FAST, "smoke": SMOKE}
+
+
+def resolve(config: dict, stage: str, network: str) -> dict:
+    """The full hyperparameter dict for ``stage`` of ``network`` under ``config``."""
+    name = config.get("recipe", "smoke")
+    if name not in RECIPES:
+        raise WPError(f"unknown recipe {name!r}: use one of {', '.join(RECIPES)}")
+    if stage not in STAGES:
+        raise WPError(f"unknown training stage {stage!r}: use one of {', '.join(STAGES)}")
+    recipe = RECIPES[name][stage]
+    if network not in recipe:
+        raise WPError(f"recipe {name!r} has no {stage} settings for network {network!r}: add them under network_hparams")
+    hp = dict(recipe[network])
+    hp.update((config.get("hparams") or {}).get(stage) or {})
+    hp.update(((config.get("network_hparams") or {}).get(network) or {}).get(stage) or {})
+    return hparams(hp)

@@ -1,0 +1,78 @@
+"""Stage ``cluster``: z-vectors of the pooled layers of a pretrained network → a pool of K vectors.
+
+The pool file (HDF5): ``centers`` (K x 8 float32), ``assignments`` (one pool index per z-vector,
+layers concatenated in ``layers`` order), ``layer_vectors`` (vectors per layer); attributes
+``format``, ``network``, ``dataset``, ``k``, ``seed``, ``backend``, ``init``, ``inertia``,
+``iterations``, ``converged``, ``seconds``, ``pool_fc``, ``layers`` (JSON list) and
+``checkpoint_sha256``. The layers listed are exactly the layers ``wp_train`` pools.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from wp import WPError, checkpoint, pool
+from wp.io import atomic_path, sha256
+from wp.kmeans import kmeans, kmeans_pytorch
+from wp.train import resolve_device
+
+FORMAT = "wp-pool/1"
+
+
+def run(ckpt_path: str | Path, network: str, k: int, out: str | Path, *, seed: int = 0, backend: str = "torch",
+        init: str = "kmeans++", max_iter: int = 300, tol: float = 1e-4, pool_fc: bool = False, device: str = "auto") -> dict:
+    if not 2 <= k <= 256:
+        raise WPError(f"pool size {k} is out of range: choose 2 <= K <= 256 (an index must fit one byte)")
+    ckpt = checkpoint.load(ckpt_path, network=network, kind="float")
+    model = checkpoint.build(ckpt)
+    layers = pool.pooled_layers(model, pool_fc=pool_fc)
+    if not layers:
+        raise WPError(f"network {network} has no poolable layers (in_channels divisible by 8): nothing to cluster")
+    vectors, counts = pool.model_vectors(model, layers)
+    dev = resolve_device(device)
+    if backend == "torch":
+        res = kmeans(vectors, k, seed=seed, init=init, max_iter=max_iter, tol=tol, device=dev)
+    elif backend == "kmeans_pytorch":
+        res = kmeans_pytorch(vectors, k, seed=seed, tol=tol, device=dev)
+    else:
+        raise WPError(f"unknown k-means backend {backend!r}: use 'torch' or 'kmeans_pytorch'")
+    print(f"cluster {network} K={k}: {len(vectors)} z-vectors from {len(layers)} layers, inertia {res.inertia:.2f}, "
+          f"{res.iterations} iterations, {res.seconds:.2f}s ({res.backend})", flush=True)
+    with atomic_path(out) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("centers", data=res.centers.numpy().astype(np.float32))
+            f.create_dataset("assignments", data=res.labels.numpy().astype(np.int32), compression="gzip")
+            f.create_dataset("layer_vectors", data=np.asarray(counts, dtype=np.int64))
+            f.attrs.update({
+                "format": FORMAT, "network": network, "dataset": ckpt["dataset"], "k": k, "seed": seed,
+                "backend": res.backend, "init": init if backend == "torch" else "random",
+                "inertia": res.inertia, "iterations": res.iterations, "converged": res.converged,
+                "seconds": res.seconds, "pool_fc": pool_fc, "layers": json.dumps(layers),
+                "checkpoint_sha256": sha256(ckpt_path),
+            })
+    return {"k": k, "vectors": len(vectors), "inertia": res.inertia, "iterations": res.iterations}
+
+
+def read(path: str | Path, *, network: str | None = None) -> dict:
+    """Load a pool file: centers (tensor), layers, and its attributes."""
+    path = Path(path)
+    if not path.is_file():
+        raise WPError(f"pool file {path} is missing: run the cluster stage (snakemake {path})")
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != FORMAT:
+                raise WPError(f"{path} is not a wp pool file: delete it and rerun the cluster stage")
+            out = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+            out["centers"] = torch.from_numpy(f["centers"][()])
+            out["assignments"] = torch.from_numpy(f["assignments"][()]).long()
+            out["layers"] = json.loads(out["layers"])
+    except OSError as exc:
+        raise WPError(f"{path} is corrupt ({exc}): delete it and rerun the cluster stage") from exc
+    if network is not None and out["network"] != network:
+        raise WPError(f"pool file {path} was made for network {out['network']!r}, not {network!r}: pass that network's pool")
+    return out

@@ -1,0 +1,36 @@
+"""Stage ``pretrain``: train the float network; write its checkpoint and metrics JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+import torch
+
+from wp import checkpoint, data, models, provenance
+from wp.io import write_json
+from wp.stages.common import augment_for, model_args, seed_everything, splits
+from wp.train import evaluate, fit, resolve_device
+
+
+def run(data_path: str | Path, network: str, hp: dict, out_ckpt: str | Path, out_metrics: str | Path,
+        seed: int = 0, device: str = "auto") -> dict:
+    models.check_name(network)
+    dev = resolve_device(device)
+    ds = data.read(data_path)
+    train, val, test = splits(ds, hp, seed, dev)
+    seed_everything(seed)
+    args = model_args(ds)
+    model = models.create(network, **args).to(dev, memory_format=torch.channels_last)
+    print(f"pretrain {network} on {ds.name}: {len(train)} train / {len(test)} test images, {hp['epochs']} epochs, {dev}", flush=True)
+    result = fit(model, train, hp, seed=seed, augment=augment_for(ds), val=val)
+    top1 = evaluate(model, test, hp["eval_batch_size"])
+    print(f"pretrained {network}: test top-1 {top1:.2f}%", flush=True)
+    metrics = {"stage": "pretrain", "dataset": ds.name, "network": network, "test_top1": top1,
+               "test_images": len(test), "train_images": len(train), "epochs": hp["epochs"],
+               "kept_epoch": result["kept_epoch"], "seconds": result["seconds"], "hparams": hp,
+               "parameters": sum(p.numel() for p in model.parameters()), "history": result["history"],
+               "provenance": provenance.collect(dev, seed)}
+    checkpoint.save(out_ckpt, model, network=network, dataset=ds.name, model_args=args, kind="float")
+    write_json(out_metrics, metrics)
+    return metrics

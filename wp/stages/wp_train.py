@@ -1,0 +1,54 @@
+"""Stage ``wp_train``: retrain a pretrained network with its pooled layers projected onto the frozen pool.
+
+Writes the projected model (pooled checkpoint: weights are pool vectors, plus pool and indices)
+and metrics: test top-1 after retraining and the "direct replacement" accuracy before it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from wp import WPError, checkpoint, data, pool, provenance
+from wp.io import write_json
+from wp.stages import cluster
+from wp.stages.common import augment_for, seed_everything, splits
+from wp.train import evaluate, fit, resolve_device
+
+
+def run(data_path: str | Path, ckpt_path: str | Path, pool_path: str | Path, network: str, hp: dict,
+        out_ckpt: str | Path, out_metrics: str | Path, seed: int = 0, device: str = "auto") -> dict:
+    dev = resolve_device(device)
+    ds = data.read(data_path)
+    ckpt = checkpoint.load(ckpt_path, network=network, kind="float")
+    if ckpt["dataset"] != ds.name:
+        raise WPError(f"checkpoint {ckpt_path} was trained on {ckpt['dataset']!r}, not {ds.name!r}: pass the matching data file")
+    pl = cluster.read(pool_path, network=network)
+    centers, layers, k = pl["centers"], pl["layers"], int(pl["k"])
+    train, val, test = splits(ds, hp, seed, dev)
+    seed_everything(seed)
+    model = checkpoint.build(ckpt, dev)
+    before = pool.indices(model, centers, layers)
+    pool.attach(model, centers, layers)
+    direct = evaluate(model, test, hp["eval_batch_size"])
+    print(f"wp_train {network} K={k} on {ds.name}: direct replacement top-1 {direct:.2f}%, "
+          f"{len(layers)} pooled layers, {hp['epochs']} epochs, {dev}", flush=True)
+    result = fit(model, train, hp, seed=seed, augment=augment_for(ds), val=val)
+    top1 = evaluate(model, test, hp["eval_batch_size"])
+    after = pool.indices(model, centers, layers)
+    pool.detach(model)
+    changed = sum(int((before[n] != after[n]).sum()) for n in layers)
+    n_vectors = sum(len(v) for v in after.values())
+    used = int(torch.unique(torch.cat([v.long() for v in after.values()])).numel())
+    print(f"wp{k} {network}: test top-1 {top1:.2f}% (direct {direct:.2f}%), {changed}/{n_vectors} assignments changed, "
+          f"{used}/{k} pool vectors used", flush=True)
+    metrics = {"stage": "wp_train", "dataset": ds.name, "network": network, "k": k, "test_top1": top1,
+               "direct_top1": direct, "test_images": len(test), "train_images": len(train), "epochs": hp["epochs"],
+               "kept_epoch": result["kept_epoch"], "seconds": result["seconds"], "hparams": hp,
+               "pooled_layers": layers, "pooled_vectors": n_vectors, "assignments_changed": changed,
+               "pool_vectors_used": used, "history": result["history"], "provenance": provenance.collect(dev, seed)}
+    checkpoint.save(out_ckpt, model, network=network, dataset=ds.name, model_args=ckpt["model_args"], kind="pooled",
+                    pool=centers.clone(), pooled_layers=layers, indices=after, k=k)
+    write_json(out_metrics, metrics)
+    return metrics

@@ -1,0 +1,222 @@
+"""The training and evaluation engine shared by pretraining and weight-pool retraining.
+
+Datasets stay on the device as uint8 and are turned into float batches in [0, 1] on the fly (no
+input normalisation, as in the paper); augmentation works on whole batches. Every random choice
+(shuffling, augmentation, hold-out split) comes from generators seeded by the stage's seed.
+
+Hyperparameters (one dict, see ``HPARAM_DEFAULTS``; recipes in ``wp.recipes`` fill it):
+- ``epochs``, ``batch_size``, ``eval_batch_size``
+- ``optimizer``: ``sgd`` (``momentum``, ``nesterov``) or ``adam``; ``lr``; ``weight_decay``
+- ``schedule``: ``constant``; ``cosine`` (per epoch, T_max = epochs); ``exp`` (lr * gamma^epoch);
+  ``step`` (lr * gamma^(epoch // step_epochs)); ``onecycle`` (per step: linear warm-up over
+  ``warmup_epochs``, then linear decay to 0)
+- ``label_smoothing``
+- ``train_subset`` / ``test_subset``: use only that many images (seeded, class-balanced); null = all
+- ``bn_recalibrate``: after training, re-estimate every BatchNorm's running statistics from this
+  many training batches (0 = keep the running averages from training, as the reference does)
+- ``selection``: ``final`` (the last epoch's weights) or ``best_val`` (best accuracy on a seeded
+  hold-out of ``val_fraction`` of the training set; the test set never selects anything)
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from wp import WPError
+from wp.augment import random_crop_flip
+
+HPARAM_DEFAULTS: dict = {
+    "epochs": 1,
+    "batch_size": 128,
+    "eval_batch_size": 128,
+    "optimizer": "sgd",
+    "lr": 0.01,
+    "momentum": 0.9,
+    "nesterov": False,
+    "weight_decay": 5e-4,
+    "schedule": "cosine",
+    "gamma": 0.5,
+    "step_epochs": 20,
+    "warmup_epochs": 0.0,
+    "label_smoothing": 0.0,
+    "train_subset": None,
+    "test_subset": None,
+    "selection": "final",
+    "val_fraction": 0.1,
+    "bn_recalibrate": 0,
+}
+
+
+def hparams(overrides: dict | None = None) -> dict:
+    """Defaults updated with ``overrides``; unknown keys are an error."""
+    hp = dict(HPARAM_DEFAULTS)
+    for key, value in (overrides or {}).items():
+        if key not in HPARAM_DEFAULTS:
+            raise WPError(f"unknown training setting {key!r}: use one of {', '.join(sorted(HPARAM_DEFAULTS))}")
+        hp[key] = value
+    return hp
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise WPError(f"device {device!r} asked for but no CUDA GPU is visible: set device: auto or cpu")
+    return torch.device(device)
+
+
+def subset_indices(labels: np.ndarray, n: int | None, seed: int) -> np.ndarray:
+    """A seeded, class-balanced subset of ``n`` indices (all of them when n is None or too large),
+    returned in their original order."""
+    if n is None or n >= len(labels):
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    per_class = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    # interleave the classes (one of each in turn) so every class gets its share of the n
+    longest = max(len(idx) for idx in per_class)
+    interleaved = [idx[i] for i in range(longest) for idx in per_class if i < len(idx)]
+    return np.sort(np.asarray(interleaved[:n]))
+
+
+@dataclass
+class Tensors:
+    """One split on the device: uint8 images and int64 labels."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def to_device(images: np.ndarray, labels: np.ndarray, device: torch.device) -> Tensors:
+    return Tensors(torch.from_numpy(np.ascontiguousarray(images)).to(device), torch.from_numpy(labels).long().to(device))
+
+
+def as_float(images: torch.Tensor) -> torch.Tensor:
+    return images.float().div_(255.0)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Tensors, batch_size: int = 1024) -> float:
+    """Top-1 accuracy (%) over every image of ``data``, in order."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for start in range(0, len(data), batch_size):
+        logits = model(as_float(data.images[start:start + batch_size]))
+        correct += int((logits.argmax(1) == data.labels[start:start + batch_size]).sum())
+    model.train(was_training)
+    return 100.0 * correct / max(1, len(data))
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, train: Tensors, batches: int, batch_size: int) -> None:
+    """Recompute BatchNorm running mean/var as the plain average over ``batches`` training batches
+    (in order, no augmentation). Short trainings leave the exponential running averages stale."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or batches <= 0:
+        return
+    saved = [(m, m.momentum) for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average
+    was_training = model.training
+    model.train()
+    for start in range(0, min(len(train), batches * batch_size), batch_size):
+        model(as_float(train.images[start:start + batch_size]))
+    for m, momentum in saved:
+        m.momentum = momentum
+    model.train(was_training)
+
+
+def make_optimizer(model: nn.Module, hp: dict) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if hp["optimizer"] == "sgd":
+        return torch.optim.SGD(params, lr=hp["lr"], momentum=hp["momentum"], nesterov=hp["nesterov"], weight_decay=hp["weight_decay"])
+    if hp["optimizer"] == "adam":
+        return torch.optim.Adam(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
+    raise WPError(f"unknown optimizer {hp['optimizer']!r}: use 'sgd' or 'adam'")
+
+
+def learning_rate(hp: dict, epoch: int, step: int, steps_per_epoch: int) -> float:
+    """Learning rate for ``step`` (0-based) of ``epoch`` (0-based)."""
+    lr, epochs, schedule = hp["lr"], hp["epochs"], hp["schedule"]
+    if schedule == "constant":
+        return lr
+    if schedule == "cosine":
+        return lr * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
+    if schedule == "exp":
+        return lr * hp["gamma"] ** epoch
+    if schedule == "step":
+        return lr * hp["gamma"] ** (epoch // hp["step_epochs"])
+    if schedule == "onecycle":
+        t = (epoch * steps_per_epoch + step + 1) / (epochs * steps_per_epoch)
+        warm = hp["warmup_epochs"] / epochs
+        return lr * (t / warm if t < warm else max(0.0, (1.0 - t) / max(1e-12, 1.0 - warm)))
+    raise WPError(f"unknown schedule {schedule!r}: use constant, cosine, exp, step or onecycle")
+
+
+def fit(model: nn.Module, train: Tensors, hp: dict, *, seed: int, augment: dict,
+        val: Tensors | None = None, log: Callable[[str], None] = print) -> dict:
+    """Train ``model`` in place; returns the history and which epoch's weights were kept."""
+    gen = torch.Generator().manual_seed(seed)
+    opt = make_optimizer(model, hp)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=hp["label_smoothing"])
+    bs, n = hp["batch_size"], len(train)
+    steps = max(1, n // bs) if n >= bs else 1
+    history, best = [], (-1.0, None, 0)
+    t_start = time.perf_counter()
+    model.train()
+    for epoch in range(hp["epochs"]):
+        t0 = time.perf_counter()
+        perm = torch.randperm(n, generator=gen).to(train.images.device)
+        total_loss, correct, seen = 0.0, 0, 0
+        for step in range(steps):
+            idx = perm[step * bs:(step + 1) * bs]
+            x = random_crop_flip(as_float(train.images[idx]), gen, augment.get("crop_padding", 0), augment.get("flip", False))
+            y = train.labels[idx]
+            lr = learning_rate(hp, epoch, step, steps)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            logits = model(x)
+            loss = loss_fn(logits, y)
+            if not torch.isfinite(loss):
+                raise WPError(f"training diverged (loss {float(loss)}) at epoch {epoch + 1}: lower the learning rate")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total_loss += float(loss.detach()) * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(y)
+        seconds = time.perf_counter() - t0
+        row = {"epoch": epoch + 1, "loss": total_loss / seen, "train_top1": 100.0 * correct / seen, "lr": lr,
+               "seconds": seconds, "images_per_s": seen / seconds}
+        if val is not None:
+            row["val_top1"] = evaluate(model, val, hp["eval_batch_size"])
+            if row["val_top1"] > best[0]:
+                best = (row["val_top1"], copy.deepcopy(model.state_dict()), epoch + 1)
+        history.append(row)
+        eta = (time.perf_counter() - t_start) / (epoch + 1) * (hp["epochs"] - epoch - 1)
+        log(f"epoch {epoch + 1}/{hp['epochs']} loss {row['loss']:.4f} train {row['train_top1']:.2f}%"
+            + (f" val {row['val_top1']:.2f}%" if val is not None else "")
+            + f" lr {lr:.3g} {row['images_per_s']:.0f} img/s eta {eta:.0f}s")
+    kept = hp["epochs"]
+    if val is not None and best[1] is not None:
+        model.load_state_dict(best[1])
+        kept = best[2]
+    recalibrate_bn(model, train, hp["bn_recalibrate"], hp["batch_size"])
+    return {"history": history, "kept_epoch": kept, "seconds": time.perf_counter() - t_start}
+
+
+def stderr_log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
