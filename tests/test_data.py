@@ -94,3 +94,12 @@ def test_corrupt_dataset_file(tmp_path):
         data.read(p)
     with pytest.raises(WPError, match="missing"):
         data.read(tmp_path / "none.h5")
+
+
+@pytest.mark.skipif(not fashion_mnist.DEBIAN_DIR.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_real_fashion_mnist_from_debian(tmp_path):
+    out = tmp_path / "fm.h5"
+    data.prepare("fashion_mnist", tmp_path / "empty", out)
+    ds = data.read(out)
+    assert len(ds.train.labels) == 60_000 and len(ds.test.labels) == 10_000
+    assert np.bincount(ds.test.labels).tolist() == [1_000] * 10

@@ -1,0 +1,39 @@
+# Two commands on a fresh machine:  make demo   (the smoke recipe on Fashion-MNIST → tables/table4.csv)
+#                                   make test   (the test suite)
+VENV ?= .venv
+PYTHON ?= python3
+CORES ?= 4
+# torch from this machine's local wheel store; override for another platform, e.g. TORCH="torch torchvision"
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+BIN := $(VENV)/bin
+FMNIST_DIRS := /usr/share/datasets/fashion-mnist data/FashionMNIST/raw
+
+.PHONY: demo test install fashion-mnist paper clean-results
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+fashion-mnist:
+	@for d in $(FMNIST_DIRS); do [ -d $$d ] && exit 0; done; \
+	echo "Fashion-MNIST not found; installing Debian's dataset-fashion-mnist"; \
+	if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; \
+	else sudo apt-get update -qq && sudo apt-get install -y -qq dataset-fashion-mnist; fi
+
+demo: install fashion-mnist
+	PATH=$(abspath $(BIN)):$$PATH snakemake --cores $(CORES) tables/table4.csv
+	@cat tables/table4.md
+
+test: install
+	$(BIN)/python -m pytest -q
+
+paper: install
+	PATH=$(abspath $(BIN)):$$PATH snakemake --cores $(CORES) --configfile config/paper.yaml tables/table4.csv
+
+clean-results:
+	rm -rf results tables
