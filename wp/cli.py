@@ -80,9 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def dispatch(args: argparse.Namespace) -> None:
     if getattr(args, "threads", None):
+        import os
+
         import torch
 
-        torch.set_num_threads(args.threads)
+        # never more threads than cores we may run on: oversubscribed torch threads crawl
+        torch.set_num_threads(max(1, min(args.threads, len(os.sched_getaffinity(0)))))
     cmd = args.command.replace("-", "_")
     if cmd == "prepare":
         from wp.stages import prepare
