@@ -10,6 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from wp import WPError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -44,3 +46,24 @@ def sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def read_h5(path: str | os.PathLike, fmt: str, what: str, stage: str) -> tuple[dict, dict]:
+    """Read a wp HDF5 file of format ``fmt`` whole: (attributes, {dataset path: array}).
+
+    ``what`` names the file kind and ``stage`` the stage that writes it, for the error messages."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise WPError(f"{what} {path} is missing: run the {stage} stage (snakemake {path})")
+    arrays: dict = {}
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != fmt:
+                raise WPError(f"{path} is not a {what}: delete it and rerun the {stage} stage")
+            attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+            f.visititems(lambda name, obj: arrays.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    except OSError as exc:
+        raise WPError(f"{path} is corrupt ({exc}): delete it and rerun the {stage} stage") from exc
+    return attrs, arrays

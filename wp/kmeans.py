@@ -32,7 +32,7 @@ class KMeansResult:
     backend: str
 
 
-def _labels_and_sim(x_unit: torch.Tensor, centers: torch.Tensor, chunk: int = 1 << 20) -> tuple[torch.Tensor, torch.Tensor]:
+def _labels_and_sim(x_unit: torch.Tensor, centers: torch.Tensor, chunk: int = 1 << 14) -> tuple[torch.Tensor, torch.Tensor]:
     c_unit = F.normalize(centers, dim=1)
     labels, best = [], []
     for start in range(0, len(x_unit), chunk):

@@ -14,9 +14,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from wp import WPError
 from wp.data.registry import Split
-from wp.io import atomic_path
+from wp.io import atomic_path, read_h5
 
 FORMAT = "wp-dataset/1"
 
@@ -52,17 +51,8 @@ def write(path: str | Path, name: str, classes: list[str], train: Split, test: S
 
 
 def read(path: str | Path) -> CachedDataset:
-    path = Path(path)
-    if not path.is_file():
-        raise WPError(f"dataset file {path} is missing: run the 'prepare' stage (snakemake {path})")
-    try:
-        with h5py.File(path, "r") as f:
-            if f.attrs.get("format") != FORMAT:
-                raise WPError(f"{path} is not a wp dataset file: delete it and rerun 'prepare'")
-            splits = {part: Split(f[part]["images"][()], f[part]["labels"][()]) for part in ("train", "test")}
-            attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
-    except OSError as exc:
-        raise WPError(f"{path} is corrupt ({exc}): delete it and rerun 'prepare'") from exc
+    attrs, arrays = read_h5(path, FORMAT, "dataset file", "prepare")
+    splits = {part: Split(arrays[f"{part}/images"], arrays[f"{part}/labels"]) for part in ("train", "test")}
     return CachedDataset(
         name=str(attrs["dataset"]), classes=json.loads(attrs["classes"]), channels=int(attrs["channels"]),
         image_size=int(attrs["image_size"]), train=splits["train"], test=splits["test"], attrs=attrs,

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from wp import WPError, checkpoint, pool
-from wp.io import atomic_path, sha256
+from wp.io import atomic_path, read_h5, sha256
 from wp.kmeans import kmeans, kmeans_pytorch
 from wp.train import resolve_device
 
@@ -60,19 +60,10 @@ def run(ckpt_path: str | Path, network: str, k: int, out: str | Path, *, seed: i
 
 def read(path: str | Path, *, network: str | None = None) -> dict:
     """Load a pool file: centers (tensor), layers, and its attributes."""
-    path = Path(path)
-    if not path.is_file():
-        raise WPError(f"pool file {path} is missing: run the cluster stage (snakemake {path})")
-    try:
-        with h5py.File(path, "r") as f:
-            if f.attrs.get("format") != FORMAT:
-                raise WPError(f"{path} is not a wp pool file: delete it and rerun the cluster stage")
-            out = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
-            out["centers"] = torch.from_numpy(f["centers"][()])
-            out["assignments"] = torch.from_numpy(f["assignments"][()]).long()
-            out["layers"] = json.loads(out["layers"])
-    except OSError as exc:
-        raise WPError(f"{path} is corrupt ({exc}): delete it and rerun the cluster stage") from exc
+    out, arrays = read_h5(path, FORMAT, "pool file", "cluster")
+    out["centers"] = torch.from_numpy(arrays["centers"])
+    out["assignments"] = torch.from_numpy(arrays["assignments"]).long()
+    out["layers"] = json.loads(out["layers"])
     if network is not None and out["network"] != network:
         raise WPError(f"pool file {path} was made for network {out['network']!r}, not {network!r}: pass that network's pool")
     return out
