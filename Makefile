@@ -8,7 +8,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 FMNIST_DIRS := /usr/share/datasets/fashion-mnist data/FashionMNIST/raw
 
-.PHONY: demo test install fashion-mnist paper clean-results
+.PHONY: demo test install fashion-mnist clean-results
 
 install: $(VENV)/.installed
 
@@ -31,9 +31,6 @@ demo: install fashion-mnist
 
 test: install
 	$(BIN)/python -m pytest -q
-
-paper: install
-	PATH=$(abspath $(BIN)):$$PATH snakemake --cores $(CORES) --configfile config/paper.yaml tables/table4.csv
 
 clean-results:
 	rm -rf results tables

@@ -59,3 +59,11 @@ def test_broken_yaml_is_reported(tmp_path):
         config.load(tmp_path / "nope.yaml")
     p.write_text(yaml.safe_dump({"pool_sizes": [64]}))
     assert config.load(p)["pool_sizes"] == [64]
+
+
+def test_command_line_strings_are_coerced():
+    # what `snakemake --config pool_sizes=[16,32] seed=3 pool_fc=true` hands over
+    cfg = config.validate({"pool_sizes": ["16", "32"], "seed": "3", "pool_fc": "true"})
+    assert cfg["pool_sizes"] == [16, 32] and cfg["seed"] == 3 and cfg["pool_fc"] is True
+    with pytest.raises(WPError, match="pool_sizes.0"):
+        config.validate({"pool_sizes": ["sixteen"]})

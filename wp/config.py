@@ -25,6 +25,33 @@ def _fill_defaults(schema: dict, instance):
     return instance
 
 
+def _coerce(schema: dict, value):
+    """Turn strings into the numbers/booleans the schema asks for: Snakemake's ``--config`` hands
+    ``pool_sizes=[16,32]`` over as a list of strings."""
+    kind = schema.get("type")
+    if isinstance(value, str):
+        try:
+            if kind == "integer":
+                return int(value)
+            if kind == "number":
+                return float(value)
+        except ValueError:
+            return value
+        if kind == "boolean" and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        return value
+    if kind == "array" and isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [_coerce(schema["items"], v) for v in value]
+    if kind == "object" and isinstance(value, dict):
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for key in list(value):
+            sub = props.get(key, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                value[key] = _coerce(sub, value[key])
+    return value
+
+
 def _where(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "(top level)"
 
@@ -36,6 +63,7 @@ def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     if config is None:
         config = {}
     _fill_defaults(schema, config)
+    _coerce(schema, config)
     errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         e = errors[0]
