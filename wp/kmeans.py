@@ -11,6 +11,8 @@ vectors of the cosine distance ``1 - cos(x, c)`` to their centre.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import time
 from dataclasses import dataclass
 
@@ -113,8 +115,9 @@ def kmeans_pytorch(x: torch.Tensor, k: int, *, seed: int = 0, tol: float = 1e-4,
     t0 = time.perf_counter()
     np.random.seed(seed)
     torch.manual_seed(seed)
-    _, centers = kp_kmeans(X=x.float().cpu(), num_clusters=k, distance="cosine", tol=tol,
-                           device=torch.device(device))
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # its prints and tqdm bar
+        _, centers = kp_kmeans(X=x.float().cpu(), num_clusters=k, distance="cosine", tol=tol,
+                               device=torch.device(device))
     centers = centers.float().cpu()
     if torch.isnan(centers).any():
         raise WPError(f"kmeans-pytorch produced NaN centres (an empty cluster) for K={k}: use backend 'torch'")

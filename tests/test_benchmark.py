@@ -1,0 +1,21 @@
+"""The speed benchmark runs on the CPU at tiny sizes and writes its CSV (no assertion about time)."""
+
+import csv
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def test_speed_benchmark_writes_csv(tmp_path):
+    out = tmp_path / "speed.csv"
+    r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "speed.py"), "--networks", "tinyconv", "--device", "cpu",
+                        "--steps", "1", "--batch-size", "8", "--kmeans-vectors", "2000", "--k", "16", "--out", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "pretrain_img_s=" in r.stdout and "kmeans_pytorch_s=" in r.stdout
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 1 and rows[0]["network"] == "tinyconv"
+    for key in ("pretrain_img_s", "wp_train_img_s", "eval_img_s", "kmeans_s", "kmeans_pytorch_s", "projection_ms_per_step"):
+        assert float(rows[0][key]) > 0
+    assert float(rows[0]["kmeans_inertia"]) <= float(rows[0]["kmeans_pytorch_inertia"]) * 1.05
