@@ -128,7 +128,10 @@ def detach(model: nn.Module) -> nn.Module:
 
 
 def indices(model: nn.Module, pool: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
-    """Per pooled layer, the pool index of each of its z-vectors (order o, y, x, g)."""
+    """Per pooled layer, the pool index (int16, on the CPU) of each of its z-vectors (order o, y, x, g)."""
     modules = dict(model.named_modules())
-    return {name: assign(to_vectors(_latent_weight(modules[name]).detach()), pool.to(_latent_weight(modules[name]).device)).to(torch.int16).cpu()
-            for name in layers}
+    out = {}
+    for name in layers:
+        latent = _latent_weight(modules[name]).detach()
+        out[name] = assign(to_vectors(latent), pool.to(latent.device)).to(torch.int16).cpu()
+    return out
