@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--hparams", type=str, default="{}", help="JSON training settings (see wp.train)")
     sp.add_argument("--out", required=True, help="checkpoint .pt")
     sp.add_argument("--metrics", required=True, help="metrics .json")
+    sp.add_argument("--stop-after-epoch", type=int, default=None, help=argparse.SUPPRESS)
     common(sp)
 
     sp = sub.add_parser("cluster", help="k-means weight pool of K vectors")
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--hparams", type=str, default="{}")
     sp.add_argument("--out", required=True)
     sp.add_argument("--metrics", required=True)
+    sp.add_argument("--stop-after-epoch", type=int, default=None, help=argparse.SUPPRESS)
     common(sp)
 
     sp = sub.add_parser("table4", help="tables/table4.csv from metrics files")
@@ -94,7 +96,8 @@ def dispatch(args: argparse.Namespace) -> None:
     elif cmd == "pretrain":
         from wp.stages import pretrain
 
-        pretrain.run(args.data, args.network, _hparams(args.hparams), args.out, args.metrics, seed=args.seed, device=args.device)
+        pretrain.run(args.data, args.network, _hparams(args.hparams), args.out, args.metrics, seed=args.seed, device=args.device,
+                     stop_after_epoch=args.stop_after_epoch)
     elif cmd == "cluster":
         from wp.stages import cluster
 
@@ -104,7 +107,7 @@ def dispatch(args: argparse.Namespace) -> None:
         from wp.stages import wp_train
 
         wp_train.run(args.data, args.checkpoint, args.pool, args.network, _hparams(args.hparams), args.out, args.metrics,
-                     seed=args.seed, device=args.device)
+                     seed=args.seed, device=args.device, stop_after_epoch=args.stop_after_epoch)
     elif cmd == "table4":
         from wp.stages import table4
 

@@ -21,10 +21,13 @@ Hyperparameters (one dict, see ``HPARAM_DEFAULTS``; recipes in ``wp.recipes`` fi
 from __future__ import annotations
 
 import copy
+import json
 import math
-import sys
+import os
+import signal
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -33,6 +36,7 @@ import torch.nn as nn
 
 from wp import WPError
 from wp.augment import random_crop_flip
+from wp.io import atomic_path
 
 HPARAM_DEFAULTS: dict = {
     "epochs": 1,
@@ -166,18 +170,64 @@ def learning_rate(hp: dict, epoch: int, step: int, steps_per_epoch: int) -> floa
     raise WPError(f"unknown schedule {schedule!r}: use constant, cosine, exp, step or onecycle")
 
 
+def _resume_key(hp: dict, seed: int, n: int) -> str:
+    return json.dumps({"hparams": hp, "seed": seed, "train_images": n}, sort_keys=True)
+
+
+def _save_resume(path: Path, key: str, epoch: int, model: nn.Module, opt: torch.optim.Optimizer,
+                 gen: torch.Generator, history: list, best: tuple) -> None:
+    state = {"key": key, "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
+             "generator": gen.get_state(), "history": json.dumps(history),
+             "best_val": best[0], "best_state": best[1], "best_epoch": best[2]}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _load_resume(path: Path, key: str, log: Callable[[str], None]) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a damaged resume file only costs the restart
+        log(f"ignoring unreadable resume file {path} ({type(exc).__name__}); starting from epoch 1")
+        return None
+    if state.get("key") != key:
+        log(f"ignoring resume file {path}: it was written with other settings; starting from epoch 1")
+        return None
+    return state
+
+
 def fit(model: nn.Module, train: Tensors, hp: dict, *, seed: int, augment: dict,
-        val: Tensors | None = None, log: Callable[[str], None] = print) -> dict:
-    """Train ``model`` in place; returns the history and which epoch's weights were kept."""
+        val: Tensors | None = None, log: Callable[[str], None] = print,
+        resume: str | Path | None = None, stop_after_epoch: int | None = None) -> dict:
+    """Train ``model`` in place; returns the history and which epoch's weights were kept.
+
+    With ``resume`` (a file path) the full training state (model, optimizer, random generator,
+    history, epoch) is written there atomically after every epoch, and a run that finds a file
+    written with the same settings continues after its last epoch: on the CPU an interrupted and
+    resumed run ends with exactly the weights of an uninterrupted one. The file is removed when
+    training completes. ``stop_after_epoch`` kills the process with SIGKILL after saving that
+    epoch (for testing interruption)."""
     gen = torch.Generator().manual_seed(seed)
     opt = make_optimizer(model, hp)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=hp["label_smoothing"])
     bs, n = hp["batch_size"], len(train)
     steps = max(1, n // bs) if n >= bs else 1
     history, best = [], (-1.0, None, 0)
+    first_epoch = 0
+    resume = Path(resume) if resume is not None else None
+    key = _resume_key(hp, seed, n)
+    if resume is not None and (state := _load_resume(resume, key, log)) is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"])
+        history = json.loads(state["history"])
+        best = (state["best_val"], state["best_state"], state["best_epoch"])
+        first_epoch = state["epoch"]
+        log(f"resuming from {resume} after epoch {first_epoch}")
     t_start = time.perf_counter()
     model.train()
-    for epoch in range(hp["epochs"]):
+    for epoch in range(first_epoch, hp["epochs"]):
         t0 = time.perf_counter()
         perm = torch.randperm(n, generator=gen).to(train.images.device)
         total_loss, correct, seen = 0.0, 0, 0
@@ -206,17 +256,19 @@ def fit(model: nn.Module, train: Tensors, hp: dict, *, seed: int, augment: dict,
             if row["val_top1"] > best[0]:
                 best = (row["val_top1"], copy.deepcopy(model.state_dict()), epoch + 1)
         history.append(row)
-        eta = (time.perf_counter() - t_start) / (epoch + 1) * (hp["epochs"] - epoch - 1)
+        eta = (time.perf_counter() - t_start) / (epoch + 1 - first_epoch) * (hp["epochs"] - epoch - 1)
         log(f"epoch {epoch + 1}/{hp['epochs']} loss {row['loss']:.4f} train {row['train_top1']:.2f}%"
             + (f" val {row['val_top1']:.2f}%" if val is not None else "")
             + f" lr {lr:.3g} {row['images_per_s']:.0f} img/s eta {eta:.0f}s")
+        if resume is not None:
+            _save_resume(resume, key, epoch + 1, model, opt, gen, history, best)
+            if stop_after_epoch == epoch + 1:
+                os.kill(os.getpid(), signal.SIGKILL)
     kept = hp["epochs"]
     if val is not None and best[1] is not None:
         model.load_state_dict(best[1])
         kept = best[2]
     recalibrate_bn(model, train, hp["bn_recalibrate"], hp["batch_size"])
+    if resume is not None and resume.exists():
+        resume.unlink()
     return {"history": history, "kept_epoch": kept, "seconds": time.perf_counter() - t_start}
-
-
-def stderr_log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)

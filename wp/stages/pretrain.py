@@ -14,7 +14,7 @@ from wp.train import evaluate, fit, resolve_device
 
 
 def run(data_path: str | Path, network: str, hp: dict, out_ckpt: str | Path, out_metrics: str | Path,
-        seed: int = 0, device: str = "auto") -> dict:
+        seed: int = 0, device: str = "auto", stop_after_epoch: int | None = None) -> dict:
     models.check_name(network)
     dev = resolve_device(device)
     ds = data.read(data_path)
@@ -23,7 +23,8 @@ def run(data_path: str | Path, network: str, hp: dict, out_ckpt: str | Path, out
     args = model_args(ds)
     model = models.create(network, **args).to(dev, memory_format=torch.channels_last)
     print(f"pretrain {network} on {ds.name}: {len(train)} train / {len(test)} test images, {hp['epochs']} epochs, {dev}", flush=True)
-    result = fit(model, train, hp, seed=seed, augment=augment_for(ds), val=val)
+    result = fit(model, train, hp, seed=seed, augment=augment_for(ds), val=val,
+                 resume=f"{out_ckpt}.resume", stop_after_epoch=stop_after_epoch)
     top1 = evaluate(model, test, hp["eval_batch_size"])
     print(f"pretrained {network}: test top-1 {top1:.2f}%", flush=True)
     metrics = {"stage": "pretrain", "dataset": ds.name, "network": network, "test_top1": top1,

@@ -18,7 +18,7 @@ from wp.train import evaluate, fit, resolve_device
 
 
 def run(data_path: str | Path, ckpt_path: str | Path, pool_path: str | Path, network: str, hp: dict,
-        out_ckpt: str | Path, out_metrics: str | Path, seed: int = 0, device: str = "auto") -> dict:
+        out_ckpt: str | Path, out_metrics: str | Path, seed: int = 0, device: str = "auto", stop_after_epoch: int | None = None) -> dict:
     dev = resolve_device(device)
     ds = data.read(data_path)
     ckpt = checkpoint.load(ckpt_path, network=network, kind="float")
@@ -34,7 +34,8 @@ def run(data_path: str | Path, ckpt_path: str | Path, pool_path: str | Path, net
     direct = evaluate(model, test, hp["eval_batch_size"])
     print(f"wp_train {network} K={k} on {ds.name}: direct replacement top-1 {direct:.2f}%, "
           f"{len(layers)} pooled layers, {hp['epochs']} epochs, {dev}", flush=True)
-    result = fit(model, train, hp, seed=seed, augment=augment_for(ds), val=val)
+    result = fit(model, train, hp, seed=seed, augment=augment_for(ds), val=val,
+                 resume=f"{out_ckpt}.resume", stop_after_epoch=stop_after_epoch)
     top1 = evaluate(model, test, hp["eval_batch_size"])
     after = pool.indices(model, centers, layers)
     pool.detach(model)
