@@ -1,0 +1,54 @@
+"""The cluster path without a cluster: Snakemake's cluster-generic executor submits every job
+through a submit script that runs it in the background, polls a status script and collects the
+outputs. Also checks the SLURM profile names resources for every rule."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def test_workflow_through_cluster_generic_executor(tmp_path):
+    pytest.importorskip("snakemake_executor_plugin_cluster_generic")
+    work = tmp_path / "wf"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(REPO / "wp", work / "wp", ignore=ignore)
+    shutil.copytree(REPO / "workflow", work / "workflow", ignore=ignore)
+    (work / "config.yaml").write_text(yaml.safe_dump({
+        "device": "cpu", "threads": 1, "experiments": {"digits": ["tinyconv"]}, "pool_sizes": [8],
+        "hparams": {"pretrain": {"epochs": 1, "train_subset": 300, "test_subset": 100},
+                    "wp_train": {"epochs": 1, "train_subset": 300, "test_subset": 100}},
+    }))
+    jobs_dir = tmp_path / "jobs"
+    jobs_dir.mkdir()
+    env = {**os.environ, "WP_FAKE_CLUSTER": str(jobs_dir)}
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(work / "workflow" / "Snakefile"), "--directory", str(work),
+           "--executor", "cluster-generic", "--jobs", "2", "--latency-wait", "5",
+           "--cluster-generic-submit-cmd", f"bash {REPO / 'tests' / 'cluster' / 'submit.sh'}",
+           "--cluster-generic-status-cmd", f"bash {REPO / 'tests' / 'cluster' / 'status.sh'}",
+           "--max-status-checks-per-second", "5", "tables/table4.csv"]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=work, env=env, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    submitted = sorted(p.name for p in jobs_dir.glob("*.exit"))
+    assert len(submitted) == 5  # prepare, pretrain, cluster, wp_train, table4: each went through submit.sh
+    assert all((jobs_dir / name).read_text().strip() == "0" for name in submitted)
+    df = pd.read_csv(work / "tables" / "table4.csv")
+    assert list(df.network) == ["tinyconv"] and df.loc[0, "wp8"] > 10
+
+
+def test_slurm_profile_sets_resources_for_every_rule():
+    profile = yaml.safe_load((REPO / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
+    assert profile["executor"] == "slurm"
+    rules = set(profile["set-resources"])
+    assert {"prepare", "pretrain", "cluster", "wp_train", "table4"} <= rules
+    for rule in ("pretrain", "wp_train", "cluster"):
+        res = profile["set-resources"][rule]
+        assert res["gpu"] == 1 and res["cpus_per_gpu"] > 0 and res["mem_mb"] > 0 and res["runtime"] > 0
