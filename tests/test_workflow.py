@@ -37,7 +37,7 @@ def snakemake(workdir, *args, config=None):
 
 def planned(workdir, config):
     """{rule: [wildcards line, ...]} of a dry run."""
-    r = snakemake(workdir, "-n", config=config)
+    r = snakemake(workdir, "-n", "tables/table4.csv", config=config)
     assert r.returncode == 0, r.stdout + r.stderr
     jobs: dict[str, list[str]] = {}
     rule = None
@@ -72,6 +72,17 @@ def test_full_run_writes_table4(finished):
         assert list((finished / "results" / "logs" / rule).rglob("*.log")) or (finished / "results" / "logs" / f"{rule}.log").exists()
     assert (finished / "tables" / "table4.md").exists()
     assert not snakemake(finished, "-n", "tables/table4.csv").stdout.count("rule pretrain")
+
+
+def test_plots_and_html_report(finished):
+    r = snakemake(finished, config=CONFIG)  # default target: table 4 and its plots
+    assert r.returncode == 0, r.stderr[-3000:]
+    pngs = [finished / "tables" / "plots" / n for n in ("accuracy_vs_pool_size.png", "training_curves.png")]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000 for p in pngs)
+    r = snakemake(finished, "--report", "report.html", config=CONFIG)
+    assert r.returncode == 0, r.stderr[-3000:]
+    html = (finished / "report.html").read_text(errors="replace")
+    assert "table4.csv" in html and "accuracy_vs_pool_size.png" in html
 
 
 def test_adding_a_pool_size_schedules_only_that_pool(finished):

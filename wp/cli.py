@@ -75,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True)
     sp.add_argument("--md", default=None)
 
+    sp = sub.add_parser("plots", help="figures: accuracy vs pool size, training curves")
+    sp.add_argument("--table4", required=True)
+    sp.add_argument("--metrics", nargs="+", required=True)
+    sp.add_argument("--pool-png", required=True)
+    sp.add_argument("--curves-png", required=True)
+
     sp = sub.add_parser("check-config", help="validate a config file, print it with defaults filled in")
     sp.add_argument("configfile")
     return p
@@ -112,6 +118,10 @@ def dispatch(args: argparse.Namespace) -> None:
         from wp.stages import table4
 
         table4.run(args.metrics, args.out, args.md)
+    elif cmd == "plots":
+        from wp.stages import plots
+
+        plots.run(args.table4, args.metrics, args.pool_png, args.curves_png)
     elif cmd == "check_config":
         from wp import config
 

@@ -66,3 +66,7 @@ def table4_metrics():
 
 def table4_outputs():
     return [f"{TABLES}/table4.csv", f"{TABLES}/table4.md"]
+
+
+def plot_outputs():
+    return [f"{TABLES}/plots/accuracy_vs_pool_size.png", f"{TABLES}/plots/training_curves.png"]

@@ -1,6 +1,6 @@
 rule table4:
     output:
-        csv=f"{TABLES}/table4.csv",
+        csv=report(f"{TABLES}/table4.csv", category="Tables", caption="../report/table4.rst"),
         md=f"{TABLES}/table4.md",
     input:
         metrics=table4_metrics(),
@@ -11,3 +11,20 @@ rule table4:
         f"{BENCH}/table4.tsv"
     shell:
         "{PY} table4 --metrics {input.metrics:q} --out {output.csv:q} --md {output.md:q} > {log:q} 2>&1"
+
+
+rule plots:
+    output:
+        pool=report(f"{TABLES}/plots/accuracy_vs_pool_size.png", category="Figures", caption="../report/pool_size.rst"),
+        curves=report(f"{TABLES}/plots/training_curves.png", category="Figures", caption="../report/training_curves.rst"),
+    input:
+        table4=f"{TABLES}/table4.csv",
+        metrics=table4_metrics(),
+        code=code("wp/plots.py", "wp/tables.py", "wp/stages/plots.py"),
+    log:
+        f"{LOGS}/plots.log",
+    benchmark:
+        f"{BENCH}/plots.tsv"
+    shell:
+        "{PY} plots --table4 {input.table4:q} --metrics {input.metrics:q} --pool-png {output.pool:q} "
+        "--curves-png {output.curves:q} > {log:q} 2>&1"

@@ -1,0 +1,15 @@
+"""Stage ``plots``: the figures of the report from table 4 and the training metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from wp import plots, tables
+
+
+def run(table4_csv: str | Path, metrics_paths: list[str | Path], pool_png: str | Path, curves_png: str | Path) -> None:
+    plots.pool_size(pd.read_csv(table4_csv), pool_png)
+    plots.training_curves(tables.read_metrics(metrics_paths), curves_png)
+    print(f"wrote {pool_png} and {curves_png}", flush=True)
