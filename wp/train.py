@@ -25,6 +25,7 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn as nn
+from tqdm import tqdm
 
 from wp import WPError
 from wp.augment import random_crop_flip
@@ -231,7 +233,9 @@ def fit(model: nn.Module, train: Tensors, hp: dict, *, seed: int, augment: dict,
         t0 = time.perf_counter()
         perm = torch.randperm(n, generator=gen).to(train.images.device)
         total_loss, correct, seen = 0.0, 0, 0
-        for step in range(steps):
+        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{hp['epochs']}", leave=False,
+                   disable=not sys.stderr.isatty())  # a progress bar at a terminal only; logs stay clean
+        for step in bar:
             idx = perm[step * bs:(step + 1) * bs]
             x = random_crop_flip(as_float(train.images[idx]), gen, augment.get("crop_padding", 0), augment.get("flip", False))
             y = train.labels[idx]
