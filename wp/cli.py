@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("prepare", help="raw dataset → cached HDF5 file")
     sp.add_argument("--dataset", required=True)
     sp.add_argument("--data-dir", default="data")
+    sp.add_argument("--options", default="{}", help="JSON dataset options (config key datasets.<name>)")
+    sp.add_argument("--fetch-options", default="{}",
+                    help="JSON {dataset: options} of download settings, merged into --options for this dataset")
     sp.add_argument("--out", required=True)
     common(sp, device=False)
 
@@ -98,7 +101,11 @@ def dispatch(args: argparse.Namespace) -> None:
     if cmd == "prepare":
         from wp.stages import prepare
 
-        prepare.run(args.dataset, args.data_dir, args.out, seed=args.seed)
+        try:
+            options = {**json.loads(args.fetch_options).get(args.dataset, {}), **json.loads(args.options)}
+        except (json.JSONDecodeError, AttributeError) as exc:
+            raise WPError(f"--options/--fetch-options are not valid JSON objects ({exc}): fix them") from exc
+        prepare.run(args.dataset, args.data_dir, args.out, seed=args.seed, options=options)
     elif cmd == "pretrain":
         from wp.stages import pretrain
 

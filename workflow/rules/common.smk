@@ -52,6 +52,22 @@ def hparams_json(stage, network):
     return json.dumps(recipes.resolve(config, stage, network), sort_keys=True)
 
 
+# options that change what `prepare` writes; download settings (where and how to fetch) do not
+FETCH_ONLY_OPTIONS = {"download", "verify", "url", "url_template", "source_dir", "attempts", "backoff_s", "timeout_s"}
+
+
+def dataset_options(dataset):
+    """The options that change what `prepare` writes (a params value: changing one reruns it)."""
+    opts = config["datasets"].get(dataset, {})
+    return json.dumps({k: v for k, v in opts.items() if k not in FETCH_ONLY_OPTIONS}, sort_keys=True)
+
+
+# where and how to fetch raw files, for every dataset: on the command line, not a rerun trigger
+FETCH_OPTIONS = json.dumps(
+    {d: {k: v for k, v in o.items() if k in FETCH_ONLY_OPTIONS} for d, o in config["datasets"].items()}, sort_keys=True
+)
+
+
 def jobs():
     return [(d, n) for d, nets in config["experiments"].items() for n in nets]
 

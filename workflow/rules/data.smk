@@ -1,3 +1,8 @@
+# Raw data is fetched (or read pre-staged) here: keep it on the submit host, where the network is.
+localrules:
+    prepare,
+
+
 rule prepare:
     output:
         f"{RESULTS}/{{dataset}}/data.h5",
@@ -6,10 +11,12 @@ rule prepare:
     params:
         data_dir=config["data_dir"],
         seed=config["seed"],
+        options=lambda wc: dataset_options(wc.dataset),
     log:
         f"{LOGS}/prepare/{{dataset}}.log",
     benchmark:
         f"{BENCH}/prepare/{{dataset}}.tsv"
     shell:
         "{PY} prepare --dataset {wildcards.dataset} --data-dir {params.data_dir:q} --seed {params.seed} "
+        "--options {params.options:q} --fetch-options {FETCH_OPTIONS:q} "
         "--out {output:q} > {log:q} 2>&1"

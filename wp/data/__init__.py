@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wp.data import digits, fashion_mnist  # noqa: F401  (registers the datasets)
+from wp.data import cifar10, digits, fashion_mnist, quickdraw  # noqa: F401  (registers the datasets)
 from wp.data.registry import DatasetSpec, Split, get, names
 from wp.data.store import CachedDataset, read
 
 
 def prepare(dataset: str, data_dir: str | Path, out: str | Path, seed: int = 0, options: dict | None = None) -> dict:
-    """Build the cached file ``out`` for ``dataset`` from raw files under ``data_dir``; returns a summary."""
+    """Build the cached file ``out`` for ``dataset`` from raw files under ``data_dir``; returns a summary.
+
+    ``options`` are the dataset's own settings (see each dataset module, e.g. wp.data.quickdraw.DEFAULTS);
+    a failure raises WPError before ``out`` is touched."""
     from wp.data.store import write
 
     spec = get(dataset)
-    train, test, provenance = spec.load(Path(data_dir), seed, options or {})
-    write(out, spec.name, list(spec.classes), train, test, seed, provenance)
+    train, test, provenance = spec.load(Path(data_dir), seed, dict(options or {}))
+    # A dataset whose class list is an option (quickdraw100) reports the list it used in its provenance.
+    classes = list(provenance.get("classes", spec.classes))
+    write(out, spec.name, classes, train, test, seed, provenance)
     return {"dataset": spec.name, "train": len(train.labels), "test": len(test.labels), **provenance}
 
 
