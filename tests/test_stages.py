@@ -103,3 +103,9 @@ def test_cli_errors_are_one_line_and_leave_no_output(trained_tinyconv, tmp_path)
     # either found via Debian's package or a clear message naming the fix
     assert r.returncode == 0 or "apt-get install dataset-fashion-mnist" in r.stderr
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_metrics_carry_provenance(trained_tinyconv):
+    prov = json.loads((trained_tinyconv.parent / "pretrained.json").read_text())["provenance"]
+    assert len(prov["config_hash"]) == 16 and prov["seed"] == 0 and prov["device"].startswith("cpu")
+    assert prov["versions"]["torch"] and "git_commit" in prov

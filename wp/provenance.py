@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import platform
 import subprocess
 from importlib import metadata
@@ -26,12 +28,17 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def collect(device: torch.device, seed: int) -> dict:
+def settings_hash(settings: dict) -> str:
+    """sha256 (first 16 hex digits) of the settings that determine a result (hparams, seed, inputs)."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def collect(device: torch.device, seed: int, settings: dict | None = None) -> dict:
     versions = {}
     for pkg in ("torch", "numpy", "h5py", "snakemake"):
         try:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             versions[pkg] = None
-    return {"wp": wp.__version__, "git_commit": git_commit(), "python": platform.python_version(),
+    return {"config_hash": settings_hash({"seed": seed, **(settings or {})}), "wp": wp.__version__, "git_commit": git_commit(), "python": platform.python_version(),
             "versions": versions, "device": device_name(device), "seed": seed}

@@ -31,7 +31,7 @@ def run(data_path: str | Path, network: str, hp: dict, out_ckpt: str | Path, out
                "test_images": len(test), "train_images": len(train), "epochs": hp["epochs"],
                "kept_epoch": result["kept_epoch"], "seconds": result["seconds"], "hparams": hp,
                "parameters": sum(p.numel() for p in model.parameters()), "history": result["history"],
-               "provenance": provenance.collect(dev, seed)}
+               "provenance": provenance.collect(dev, seed, {"stage": "pretrain", "dataset": ds.name, "network": network, "hparams": hp})}
     checkpoint.save(out_ckpt, model, network=network, dataset=ds.name, model_args=args, kind="float")
     write_json(out_metrics, metrics)
     return metrics

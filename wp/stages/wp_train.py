@@ -48,7 +48,7 @@ def run(data_path: str | Path, ckpt_path: str | Path, pool_path: str | Path, net
                "direct_top1": direct, "test_images": len(test), "train_images": len(train), "epochs": hp["epochs"],
                "kept_epoch": result["kept_epoch"], "seconds": result["seconds"], "hparams": hp,
                "pooled_layers": layers, "pooled_vectors": n_vectors, "assignments_changed": changed,
-               "pool_vectors_used": used, "history": result["history"], "provenance": provenance.collect(dev, seed)}
+               "pool_vectors_used": used, "history": result["history"], "provenance": provenance.collect(dev, seed, {"stage": "wp_train", "dataset": ds.name, "network": network, "k": k, "hparams": hp, "pool": pl["checkpoint_sha256"]})}
     checkpoint.save(out_ckpt, model, network=network, dataset=ds.name, model_args=ckpt["model_args"], kind="pooled",
                     pool=centers.clone(), pooled_layers=layers, indices=after, k=k)
     write_json(out_metrics, metrics)
