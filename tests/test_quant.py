@@ -1,0 +1,197 @@
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+from wp import quant
+
+
+# ---------------------------------------------------------------------------------------------------
+# ranges
+# ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("max_abs, expected", [
+    (0.7, 1.0), (1.2, 2.0), (0.3, 0.5), (1.0, 1.0), (0.5, 0.5), (3.0, 4.0), (4.0, 4.0), (4.0001, 8.0),
+    (0.126, 0.25), (2.0 ** -10, 2.0 ** -10), (1000.0, 1024.0), (0.0, 1.0),
+])
+def test_calibrate_range_rounds_up_to_power_of_two(max_abs, expected):
+    assert quant.calibrate_range(max_abs) == expected
+
+
+@pytest.mark.parametrize("bad", [-0.1, math.inf, math.nan])
+def test_calibrate_range_rejects_bad_values(bad):
+    with pytest.raises(ValueError):
+        quant.calibrate_range(bad)
+
+
+def _toy_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(2, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 1),
+                         nn.BatchNorm2d(8), nn.Conv2d(8, 4, 1))
+
+
+def test_observe_input_ranges_records_max_abs_of_layer_inputs_and_restores_model():
+    model = _toy_model().train()
+    batches = [(torch.randn(4, 2, 5, 5), torch.zeros(4)) for _ in range(3)]
+    n_hooks = sum(len(m._forward_pre_hooks) for m in model.modules())
+    got = quant.observe_input_ranges(model, ["3", "5"], batches)
+    assert model.training
+    assert sum(len(m._forward_pre_hooks) for m in model.modules()) == n_hooks
+    model.eval()
+    with torch.no_grad():
+        ins3 = [model[:3](x) for x, _ in batches]
+        ins5 = [model[:5](x) for x, _ in batches]
+    assert got["3"] == pytest.approx(max(float(t.abs().max()) for t in ins3))
+    assert got["5"] == pytest.approx(max(float(t.abs().max()) for t in ins5))
+    # max_batches: only the first batch
+    first = quant.observe_input_ranges(model, ["3"], batches, max_batches=1)
+    assert first["3"] == pytest.approx(float(ins3[0].abs().max()))
+
+
+def test_calibrated_ranges_are_powers_of_two_and_detect_signed_inputs():
+    model = _toy_model()
+    batches = [torch.randn(4, 2, 5, 5) for _ in range(2)]
+    got = quant.calibrated_ranges(model, ["3", "5"], batches)
+    raw = quant.observe_input_ranges(model, ["3", "5"], batches)
+    for name in ("3", "5"):
+        rng, _ = got[name]
+        assert rng >= raw[name] and rng / 2 < raw[name]
+        assert math.log2(rng) == int(math.log2(rng))
+    assert got["3"][1] is False  # after ReLU
+    assert got["5"][1] is True  # after BN: negative values
+
+
+# ---------------------------------------------------------------------------------------------------
+# activation quantizers
+# ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bits", [8, 4, 3])
+def test_unsigned_codes_range_levels_and_values(bits):
+    rng = 2.0
+    x = torch.linspace(-1.0, 3.0, 5001)
+    codes, step = quant.unsigned_codes(x, bits, rng)
+    assert step == rng / 2 ** bits
+    assert codes.dtype == torch.int64
+    assert int(codes.min()) == 0 and int(codes.max()) == 2 ** bits - 1
+    assert len(torch.unique(codes)) == 2 ** bits
+    values = codes * step
+    inside = (x >= 0) & (x <= rng - step)
+    assert (values[inside] - x[inside]).abs().max() <= step / 2 + 1e-7
+    assert torch.all(values[x > rng] == rng - step) and torch.all(values[x < 0] == 0)
+
+
+@pytest.mark.parametrize("bits", [8, 4, 3])
+def test_signed_codes_twos_complement_range(bits):
+    rng = 1.0
+    x = torch.linspace(-2.0, 2.0, 5001)
+    codes, step = quant.signed_codes(x, bits, rng)
+    assert step == rng / 2 ** (bits - 1)
+    assert int(codes.min()) == -2 ** (bits - 1) and int(codes.max()) == 2 ** (bits - 1) - 1
+    assert len(torch.unique(codes)) == 2 ** bits
+    assert int(quant.signed_codes(torch.tensor([-rng]), bits, rng)[0]) == -2 ** (bits - 1)  # -A exact
+    assert float(quant.fake_quant(torch.tensor([rng]), bits, rng, signed=True)) == rng - step
+
+
+def test_rounding_is_half_to_even():
+    step = 1.0 / 2 ** 4
+    x = torch.tensor([0.5, 1.5, 2.5, 3.5]) * step
+    assert quant.unsigned_codes(x, 4, 1.0)[0].tolist() == [0, 2, 2, 4]
+    assert quant.signed_codes(-x, 5, 1.0)[0].tolist() == [0, -2, -2, -4]
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_fake_quant_value_equals_codes_times_step(signed):
+    x = torch.randn(1000) * 1.5
+    codes, step = quant.act_codes(x, 4, 1.0, signed)
+    for ste in (True, False):
+        assert torch.equal(quant.fake_quant(x, 4, 1.0, signed, ste=ste), codes.float() * step)
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_ste_gradient_is_one_inside_clamp_range_zero_outside(signed):
+    bits, rng = 3, 1.0
+    lo, hi = (-rng, rng - rng / 4) if signed else (0.0, rng - rng / 8)
+    x = torch.tensor([lo - 0.3, lo - 0.01, lo, (lo + hi) / 2 + 0.013, hi, hi + 0.01, hi + 0.3], requires_grad=True)
+    quant.fake_quant(x, bits, rng, signed, ste=True).sum().backward()
+    assert x.grad.tolist() == [0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0]
+
+
+def test_no_ste_gives_zero_gradient_like_the_reference():
+    x = torch.linspace(-2, 2, 101, requires_grad=True)
+    y = quant.fake_quant(x, 4, 1.0, signed=True, ste=False)
+    (y * torch.arange(101.0)).sum().backward()
+    assert torch.count_nonzero(x.grad) == 0
+
+
+def test_input_quantizer_hooks_quantize_layer_inputs():
+    lin = nn.Linear(8, 3)
+    x = torch.randn(5, 8)
+    handles = quant.attach_input_quantizers(nn.ModuleDict({"fc": lin}), {"fc": (1.0, True)}, bits=3)
+    got = lin(x)
+    for h in handles:
+        h.remove()
+    assert torch.allclose(got, lin(quant.fake_quant(x, 3, 1.0, signed=True)))
+    assert not torch.allclose(got, lin(x))
+
+
+def test_bad_bits_and_ranges_are_rejected():
+    with pytest.raises(ValueError):
+        quant.act_codes(torch.zeros(3), 0, 1.0)
+    with pytest.raises(ValueError):
+        quant.act_codes(torch.zeros(3), 1, 1.0, signed=True)
+    with pytest.raises(ValueError):
+        quant.act_codes(torch.zeros(3), 4, 0.0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# LUT entry quantizers
+# ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bits", [4, 8, 3])
+def test_strict_table_quantizer_has_2n_levels_and_no_clipping_below_top(bits):
+    r = 0.75
+    t = torch.linspace(-r, r, 20001, dtype=torch.float64)
+    codes, step = quant.table_codes(t, bits, r, "strict")
+    assert step == r / 2 ** (bits - 1)
+    assert int(codes.min()) == -2 ** (bits - 1) and int(codes.max()) == 2 ** (bits - 1) - 1
+    q = quant.quantize_table(t, bits, r, "strict")
+    assert len(torch.unique(q)) == 2 ** bits
+    err = (q - t).abs()
+    below_top = t <= r - step
+    assert err[below_top].max() <= step / 2 + 1e-12  # only rounding below the last level
+    assert err.max() <= step + 1e-12  # clipping at the top costs at most one step
+    assert float(q[0]) == -r  # -r is representable
+
+
+@pytest.mark.parametrize("bits", [4, 8, 3])
+def test_reference_table_quantizer_has_2n_plus_1_levels_and_matches_formula(bits):
+    r = 0.5
+    t = torch.linspace(-1.2 * r, 1.2 * r, 20001, dtype=torch.float64)
+    q = quant.quantize_table(t, bits, r, "reference")
+    assert len(torch.unique(q)) == 2 ** bits + 1
+    delta = 2 * r / (2 ** bits - 1)
+    formula = torch.clamp(torch.round(t / delta) * delta, -r, r)
+    assert torch.allclose(q, formula, rtol=0, atol=1e-12)
+    codes, step = quant.table_codes(t, bits, r, "reference")
+    assert step == pytest.approx(delta / 2)
+    top = 2 ** bits - 1
+    odd = codes[codes % 2 != 0]
+    assert set(odd.unique().tolist()) == {-top, top}  # only ±r are odd half-steps
+    assert int(codes.abs().max()) == top
+
+
+def test_strict_and_reference_differ_and_zero_stays_zero():
+    t = torch.tensor([0.0, 0.1, -0.33, 0.49, 0.5])
+    for mode in quant.TABLE_MODES:
+        assert float(quant.quantize_table(t, 4, 0.5, mode)[0]) == 0.0
+    assert not torch.equal(quant.quantize_table(t, 4, 0.5, "strict"), quant.quantize_table(t, 4, 0.5, "reference"))
+    with pytest.raises(ValueError):
+        quant.table_codes(t, 4, 0.5, "bogus")
+
+
+def test_table_range_uses_only_the_layers_pool_entries():
+    table = torch.tensor([[0.0, 0.0, 0.0], [1.0, -5.0, 2.0], [-3.0, 0.5, 0.25]])
+    assert quant.table_range(table) == 5.0
+    assert quant.table_range(table, torch.tensor([0, 2, 2])) == 3.0
+    assert quant.table_range(table, torch.tensor([[2]])) == 2.0

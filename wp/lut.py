@@ -1,0 +1,300 @@
+"""Bit-serial lookup-table (LUT) execution of pooled layers (spec: reference-behaviour.md sections 7 and 9).
+
+A pooled layer stores, instead of weights, one pool index per z-vector (``W[o, 8g:8g+8, y, x]``, order
+o, y, x, g as in :mod:`wp.pool`), and the network shares one table
+
+    ``T[s, k] = Σ_j bit_j(s) · pool[k, j]``   (``s`` in 0..255, bit ``j`` of ``s`` ↔ channel ``j`` of the group,
+                                              the lowest channel being the least significant bit)
+
+For unsigned integer activation codes ``a_j < 2^B`` the dot product of a z-vector with its 8 activations is
+
+    ``Σ_j pool[k, j] · a_j = Σ_b 2^b · T[s_b, k]``,   ``s_b = Σ_j bit_b(a_j) · 2^j``,
+
+so a layer runs with ``B`` table reads per z-vector and no multiplications (:func:`lut_conv2d`); the result
+is scaled by the activation step Δ at the end. Replacing ``T`` by a quantized table (:mod:`wp.quant`)
+emulates Table 5 bit-exactly when the table is given as integer codes (the integer-exact mode).
+
+Signed activations
+------------------
+Layers that see BN outputs (TinyConv, MobileNet-v2) get signed codes in ``[-2^(B-1), 2^(B-1))``. Two
+schemes are offered (``signed_mode``); both equal ``conv2d`` of the quantized activations exactly when the
+table is not quantized:
+
+* ``"twos"`` (default): the codes are read as ``B``-bit two's complement,
+  ``a = -2^(B-1)·bit_(B-1)(a) + Σ_(b<B-1) 2^b·bit_b(a)``, so the same bit-serial loop applies with the
+  top bit plane *subtracted*: ``Σ_(b<B-1) 2^b·T[s_b, k] - 2^(B-1)·T[s_(B-1), k]``. One lookup per bit, the
+  same table and the same cost as the unsigned case; this is the standard way bit-serial hardware handles
+  signed operands.
+* ``"split"``: sign-magnitude, ``a = a⁺ - a⁻`` with ``a⁺ = max(a, 0)``, ``a⁻ = max(-a, 0)`` (``a⁻`` may be
+  ``2^(B-1)``, so it needs ``B`` bit planes, ``a⁺`` needs ``B-1``): ``Σ_b 2^b·(T[s⁺_b, k] - T[s⁻_b, k])``, two
+  lookups per bit.
+
+With a quantized table the two schemes differ (each lookup is rounded separately), and neither equals
+the reference's emulation, which quantizes ``T[s⁺] - T[s⁻]`` as one value (a ternary pattern that a
+256-row table cannot hold; spec §9.2).
+
+Zero padding is code 0 = pattern 0 in every bit plane; ``T[0, k] = 0`` (also after quantization), so padded
+taps contribute nothing, exactly as zero padding in ``conv2d``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from wp import pool as pool_mod
+from wp import quant
+
+VECTOR = 8
+PATTERNS = 1 << VECTOR  # 256 rows in the table
+SIGNED_MODES = ("twos", "split")
+
+
+def build_table(pool: torch.Tensor) -> torch.Tensor:
+    """The lookup table ``T[s, k] = Σ_j bit_j(s) · pool[k, j]`` for a pool ``[K, 8]``: shape ``[256, K]``.
+
+    Same dtype and device as ``pool`` (an integer pool gives an int64 table of exact integers).
+    """
+    if pool.dim() != 2 or pool.shape[1] != VECTOR:
+        raise ValueError(f"pool must be [K, {VECTOR}], got {tuple(pool.shape)}")
+    s = torch.arange(PATTERNS, device=pool.device)
+    bits = (s[:, None] >> torch.arange(VECTOR, device=pool.device)) & 1  # [256, 8]
+    if not pool.is_floating_point():
+        pool = pool.to(torch.int64)
+    return (bits[:, None, :].to(pool.dtype) * pool[None, :, :]).sum(-1)  # [256, K]
+
+
+def _pair(v) -> tuple[int, int]:
+    if isinstance(v, int):
+        return v, v
+    a, b = v
+    return int(a), int(b)
+
+
+def _check(codes: torch.Tensor, indices: torch.Tensor, table: torch.Tensor, weight_shape, bits: int,
+           signed: bool, signed_mode: str) -> None:
+    if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
+        raise TypeError(f"codes must be an integer tensor, got {codes.dtype}")
+    if codes.dim() != 4:
+        raise ValueError(f"codes must be [N, C, H, W], got {tuple(codes.shape)}")
+    out_c, in_c, kh, kw = weight_shape
+    if in_c != codes.shape[1] or in_c % VECTOR:
+        raise ValueError(f"weight in_channels {in_c} must equal the codes' {codes.shape[1]} and divide by 8")
+    if indices.numel() != out_c * kh * kw * in_c // VECTOR:
+        raise ValueError(f"expected {out_c * kh * kw * in_c // VECTOR} indices for {tuple(weight_shape)}, "
+                         f"got {indices.numel()}")
+    if table.dim() != 2 or table.shape[0] != PATTERNS:
+        raise ValueError(f"table must be [256, K], got {tuple(table.shape)}")
+    if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= table.shape[1]):
+        raise ValueError("pool indices out of range for the table")
+    if signed and signed_mode not in SIGNED_MODES:
+        raise ValueError(f"signed_mode must be one of {SIGNED_MODES}, got {signed_mode!r}")
+    lo, hi = quant.code_limits(bits, signed)
+    if codes.numel() and (int(codes.min()) < lo or int(codes.max()) > hi):
+        kind = "signed" if signed else "unsigned"
+        raise ValueError(f"codes outside the {bits}-bit {kind} range [{lo}, {hi}]")
+
+
+def _bit_planes(x: torch.Tensor, bits: int, signed: bool, signed_mode: str) -> list[tuple[int, torch.Tensor]]:
+    """``x``: codes ``[N, H, W, G, 8]`` (int32). Returns ``(weight, pattern)`` pairs, ``pattern`` being the
+    8-bit table row ``[N, H, W, G]`` of one bit plane and ``weight`` its signed power of two."""
+    shifts = torch.arange(VECTOR, device=x.device, dtype=x.dtype)
+
+    def pattern(v: torch.Tensor, b: int) -> torch.Tensor:
+        return (((v >> b) & 1) << shifts).sum(-1, dtype=x.dtype)
+
+    if not signed:
+        return [(1 << b, pattern(x, b)) for b in range(bits)]
+    if signed_mode == "twos":  # arithmetic >> gives the two's-complement bits of negative codes
+        return [(-(1 << b) if b == bits - 1 else 1 << b, pattern(x, b)) for b in range(bits)]
+    pos, neg = x.clamp(min=0), (-x).clamp(min=0)
+    return ([(1 << b, pattern(pos, b)) for b in range(bits - 1)]
+            + [(-(1 << b), pattern(neg, b)) for b in range(bits)])
+
+
+def lut_conv2d(codes: torch.Tensor, indices: torch.Tensor, table: torch.Tensor, weight_shape,
+               stride=1, padding=0, bits: int = 8, signed: bool = False, signed_mode: str = "twos",
+               scale: float | None = None, bias: torch.Tensor | None = None,
+               chunk_elements: int = 1 << 22) -> torch.Tensor:
+    """Bit-serial LUT convolution of integer activation codes with a pooled weight.
+
+    Args:
+        codes: ``[N, C, H, W]`` integer activation codes, in ``[0, 2^bits)`` (unsigned) or
+            ``[-2^(bits-1), 2^(bits-1))`` (``signed``), e.g. from :func:`wp.quant.act_codes`.
+        indices: the pool index of every z-vector of the weight, ``O·kh·kw·C/8`` integers in the order
+            o, y, x, g (as :func:`wp.pool.project` returns them); any shape with that many elements.
+        table: ``[256, K]`` lookup table (:func:`build_table`, optionally quantized). A floating table gives a
+            result of its dtype; an *integer* table (e.g. codes from :func:`wp.quant.table_codes`) gives,
+            with ``scale=None``, the exact integer result as int64 (integer-exact mode, see below).
+        weight_shape: ``(O, C, kh, kw)`` of the pooled conv.
+        stride, padding: as in ``conv2d`` (int or pair); padding is with code 0.
+        bits: activation bit width ``B`` (number of bit planes).
+        signed, signed_mode: signed codes, handled as ``"twos"`` or ``"split"`` (module docstring).
+        scale: multiplies the result (the activation step Δ, or Δ times the table step for integer tables);
+            ``None`` leaves the raw sum. An integer result is converted to the default float dtype first.
+        bias: optional ``[O]`` added after scaling.
+        chunk_elements: memory bound (elements) of the per-chunk lookup-index tensor; images are
+            processed in chunks of at least one.
+
+    Returns:
+        ``[N, O, OH, OW]`` with ``out[n, o, p] = scale · Σ_(y, x, g) Σ_b w_b · T[s_b(n, g, p, y, x), idx[o, y, x, g]]``,
+        ``w_b = ±2^b`` the weight of bit plane b and ``s_b`` the 8-bit pattern of bit b over the 8 channels
+        of group g at the input pixel under tap (y, x) of output pixel p.
+
+    How: for every bit plane the 8-channel patterns are formed once (a loop over bits, vectorized over
+    pixels). The layer's view of the table, ``E[(tap, g), s, o] = T[s, idx[o, tap, g]]`` (the runtime's
+    per-filter lookup), is then read with one ``embedding_bag`` per chunk of images: each output pixel is a
+    bag of ``taps·G·planes`` table rows of length O, weighted by ``w_b`` (a power of two, so the
+    weighting is exact) and summed. No Python loop over pixels, channels or taps; works on any device.
+
+    Integer-exact mode: the sum is computed in float32 when ``max|T| · Σ_b|w_b| · taps · G < 2^24`` and
+    otherwise in float64 (limit ``2^53``, else ``ValueError``). Below these bounds every partial sum is an
+    integer that the float type represents exactly, so the int64 result is exact (float arithmetic on
+    integers is exact until 2^24 / 2^53), and float32 keeps the fast path for the usual 4-8-bit tables.
+    """
+    _check(codes, indices, table, weight_shape, bits, signed, signed_mode)
+    if bits > 16:
+        raise ValueError(f"at most 16 activation bits, got {bits}")
+    device = codes.device
+    out_c, in_c, kh, kw = (int(v) for v in weight_shape)
+    n, _, h, w = codes.shape
+    groups, taps = in_c // VECTOR, kh * kw
+    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    if oh <= 0 or ow <= 0:
+        raise ValueError("kernel larger than the padded input")
+    table = table.to(device)
+    idx = indices.to(device=device, dtype=torch.int64).reshape(out_c, taps, groups)
+
+    x = F.pad(codes.to(torch.int32), (pw, pw, ph, ph))  # zero code at the border; int32 halves the traffic
+    x = x.permute(0, 2, 3, 1).reshape(n, h + 2 * ph, w + 2 * pw, groups, VECTOR)
+    planes = _bit_planes(x, bits, signed, signed_mode)
+    del x
+    pat = torch.stack([p for _, p in planes], dim=-1)  # [N, Hp, Wp, G, P]
+    weights = [wb for wb, _ in planes]
+
+    integer = not table.is_floating_point()
+    if integer:
+        bound = int(table.abs().max()) * sum(abs(wb) for wb in weights) * taps * groups
+        if bound >= 1 << 53:
+            raise ValueError(f"integer LUT sum may reach {bound} >= 2^53: not exactly computable")
+        acc = torch.float32 if bound < 1 << 24 else torch.float64
+    else:
+        acc = table.dtype
+    # E[(t*G + g)*256 + s, o] = T[s, idx[o, t, g]]
+    emb = table[:, idx].to(acc).permute(2, 3, 0, 1).reshape(taps * groups * PATTERNS, out_c)
+    offsets = (torch.arange(taps * groups, device=device, dtype=torch.int32) * PATTERNS).view(taps, groups, 1)
+    psw_row = torch.tensor(weights, dtype=acc, device=device).repeat(taps * groups)  # [T*G*P]
+
+    pix, bag = oh * ow, taps * groups * len(planes)
+    chunk = max(1, chunk_elements // (pix * bag))
+    out = torch.empty(n, pix, out_c, dtype=acc, device=device)
+    for n0 in range(0, n, chunk):
+        n1 = min(n, n0 + chunk)
+        lookups = torch.stack([pat[n0:n1, ky:ky + sh * (oh - 1) + 1:sh, kx:kx + sw * (ow - 1) + 1:sw]
+                               for ky in range(kh) for kx in range(kw)], dim=3)  # [n, oh, ow, T, G, P]
+        lookups = lookups.add_(offsets).view((n1 - n0) * pix, bag)
+        psw = psw_row.expand((n1 - n0) * pix, bag)  # the CPU kernel reads the stride-0 rows as they are
+        if psw.device.type != "cpu":
+            psw = psw.contiguous()
+        out[n0:n1] = F.embedding_bag(lookups, emb, mode="sum", per_sample_weights=psw).view(n1 - n0, pix, out_c)
+    out = out.view(n, oh, ow, out_c).permute(0, 3, 1, 2).contiguous()
+    if integer:
+        out = out.to(torch.int64)
+    return _finish(out, scale, bias)
+
+
+def _finish(out: torch.Tensor, scale: float | None, bias: torch.Tensor | None) -> torch.Tensor:
+    if scale is not None:
+        if not out.is_floating_point():
+            out = out.to(torch.get_default_dtype())
+        out = out * scale
+    if bias is not None:
+        shape = (1, -1) + (1,) * (out.dim() - 2)
+        out = out + bias.to(out.device).view(shape)
+    return out
+
+
+def lut_linear(codes: torch.Tensor, indices: torch.Tensor, table: torch.Tensor, out_features: int,
+               bits: int = 8, signed: bool = False, signed_mode: str = "twos", scale: float | None = None,
+               bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Bit-serial LUT version of a pooled ``Linear``: ``codes [N, F]`` (F divisible by 8), ``indices`` of the
+    ``out_features·F/8`` z-vectors (8 consecutive input features, order o, g). Returns ``[N, out_features]``.
+    Same arguments and semantics as :func:`lut_conv2d` (it is a 1x1 convolution on a 1x1 image)."""
+    if codes.dim() != 2:
+        raise ValueError(f"codes must be [N, F], got {tuple(codes.shape)}")
+    out = lut_conv2d(codes[:, :, None, None], indices, table, (out_features, codes.shape[1], 1, 1),
+                     bits=bits, signed=signed, signed_mode=signed_mode, scale=scale)
+    out = out[:, :, 0, 0]
+    return _finish(out, None, bias)
+
+
+def lut_conv2d_naive(codes: torch.Tensor, indices: torch.Tensor, table: torch.Tensor, weight_shape,
+                     stride=1, padding=0, bits: int = 8, signed: bool = False, signed_mode: str = "twos",
+                     scale: float | None = None) -> torch.Tensor:
+    """Reference implementation of :func:`lut_conv2d` with explicit Python loops over images, output
+    channels, output pixels, kernel taps, channel groups and bits, in Python integers/floats. For tiny
+    tensors only (tests). Returns ``[N, O, OH, OW]``: int64 for an integer table and ``scale=None``,
+    else float64."""
+    _check(codes, indices, table, weight_shape, bits, signed, signed_mode)
+    out_c, in_c, kh, kw = (int(v) for v in weight_shape)
+    n, _, h, w = codes.shape
+    groups = in_c // VECTOR
+    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    a = codes.cpu().tolist()
+    t = table.cpu().tolist()
+    idx = indices.cpu().reshape(out_c, kh, kw, groups).tolist()
+
+    def code(i, c, y, x):
+        return a[i][c][y][x] if 0 <= y < h and 0 <= x < w else 0  # zero padding
+
+    def pattern(values, b):
+        return sum(((v >> b) & 1) << j for j, v in enumerate(values))
+
+    res = [[[[0] * ow for _ in range(oh)] for _ in range(out_c)] for _ in range(n)]
+    for i in range(n):
+        for o in range(out_c):
+            for oy in range(oh):
+                for ox in range(ow):
+                    acc = 0
+                    for ky in range(kh):
+                        for kx in range(kw):
+                            y, x = oy * sh - ph + ky, ox * sw - pw + kx
+                            for g in range(groups):
+                                k = idx[o][ky][kx][g]
+                                v = [code(i, VECTOR * g + j, y, x) for j in range(VECTOR)]
+                                if signed and signed_mode == "split":
+                                    vp = [max(c, 0) for c in v]
+                                    vn = [max(-c, 0) for c in v]
+                                    for b in range(bits):
+                                        acc += 2 ** b * (t[pattern(vp, b)][k] - t[pattern(vn, b)][k])
+                                else:
+                                    for b in range(bits):
+                                        wb = -(2 ** b) if signed and b == bits - 1 else 2 ** b
+                                        acc += wb * t[pattern(v, b)][k]
+                    res[i][o][oy][ox] = acc if scale is None else acc * scale
+    integer = not table.is_floating_point() and scale is None
+    return torch.tensor(res, dtype=torch.int64 if integer else torch.float64)
+
+
+def emulate_conv2d(x: torch.Tensor, pool: torch.Tensor, weight: torch.Tensor, stride=1, padding=0,
+                   act_bits: int = 8, act_range: float = 1.0, signed: bool = False,
+                   lut_bits: int | None = None, lut_range: float | None = None, lut_mode: str = "strict",
+                   signed_mode: str = "twos", bias: torch.Tensor | None = None) -> torch.Tensor:
+    """One pooled conv run the deployed way, from float input: quantize ``x [N, C, H, W]`` to ``act_bits``
+    with range ``act_range`` (:func:`wp.quant.act_codes`), assign the (latent or projected) ``weight
+    [O, C, kh, kw]`` to ``pool [K, 8]``, build the table, optionally quantize it to ``lut_bits``
+    (``lut_range`` default: :func:`wp.quant.table_range` over the pool entries this layer uses; ``lut_mode``
+    strict/reference) and run :func:`lut_conv2d` in integer-exact mode. Returns ``[N, O, OH, OW]`` floats.
+    """
+    codes, a_step = quant.act_codes(x, act_bits, act_range, signed)
+    _, idx = pool_mod.project(weight.detach(), pool.to(weight.device))
+    table = build_table(pool.to(device=x.device, dtype=torch.float64))
+    t_step = 1.0
+    if lut_bits is not None:
+        r = quant.table_range(table, idx) if lut_range is None else lut_range
+        table, t_step = quant.table_codes(table, lut_bits, r, lut_mode)
+    out = lut_conv2d(codes, idx, table, weight.shape, stride, padding, act_bits, signed, signed_mode)
+    out = out.to(torch.float64) * (a_step * t_step)
+    return _finish(out.to(x.dtype), None, bias)
