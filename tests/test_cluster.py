@@ -38,7 +38,10 @@ def test_workflow_through_cluster_generic_executor(tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=work, env=env, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     submitted = sorted(p.name for p in jobs_dir.glob("*.exit"))
-    assert len(submitted) == 5  # prepare, pretrain, cluster, wp_train, table4: each went through submit.sh
+    # pretrain, cluster, wp_train and table4 went through submit.sh; prepare is a local rule
+    # (it may need the network, which cluster nodes often lack)
+    assert len(submitted) == 4
+    assert (work / "results" / "digits" / "data.h5").exists()
     assert all((jobs_dir / name).read_text().strip() == "0" for name in submitted)
     df = pd.read_csv(work / "tables" / "table4.csv")
     assert list(df.network) == ["tinyconv"] and df.loc[0, "wp8"] > 10
