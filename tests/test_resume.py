@@ -51,3 +51,14 @@ def test_resume_file_with_other_settings_is_ignored(digits_h5, tmp_path):
            "--out", str(out), "--metrics", str(tmp_path / "m.json")]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0 and "other settings" in r.stdout
+
+
+def test_resume_file_from_other_input_data_is_ignored(digits_h5, tmp_path):
+    out = tmp_path / "m.pt"
+    assert pretrain(digits_h5, out, "--stop-after-epoch", "1").returncode == -signal.SIGKILL
+    other = tmp_path / "other.h5"
+    from wp import data
+
+    data.prepare("digits", tmp_path, other, seed=1)  # another split: other training images
+    r = pretrain(other, out)
+    assert r.returncode == 0 and "other settings" in r.stdout and "resuming" not in r.stdout

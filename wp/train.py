@@ -172,8 +172,8 @@ def learning_rate(hp: dict, epoch: int, step: int, steps_per_epoch: int) -> floa
     raise WPError(f"unknown schedule {schedule!r}: use constant, cosine, exp, step or onecycle")
 
 
-def _resume_key(hp: dict, seed: int, n: int) -> str:
-    return json.dumps({"hparams": hp, "seed": seed, "train_images": n}, sort_keys=True)
+def _resume_key(hp: dict, seed: int, n: int, tag: str) -> str:
+    return json.dumps({"hparams": hp, "seed": seed, "train_images": n, "inputs": tag}, sort_keys=True)
 
 
 def _save_resume(path: Path, key: str, epoch: int, model: nn.Module, opt: torch.optim.Optimizer,
@@ -201,12 +201,13 @@ def _load_resume(path: Path, key: str, log: Callable[[str], None]) -> dict | Non
 
 def fit(model: nn.Module, train: Tensors, hp: dict, *, seed: int, augment: dict,
         val: Tensors | None = None, log: Callable[[str], None] = print,
-        resume: str | Path | None = None, stop_after_epoch: int | None = None) -> dict:
+        resume: str | Path | None = None, resume_tag: str = "", stop_after_epoch: int | None = None) -> dict:
     """Train ``model`` in place; returns the history and which epoch's weights were kept.
 
     With ``resume`` (a file path) the full training state (model, optimizer, random generator,
     history, epoch) is written there atomically after every epoch, and a run that finds a file
-    written with the same settings continues after its last epoch: on the CPU an interrupted and
+    written with the same settings and the same ``resume_tag`` (callers pass a digest of their input
+    files, so a changed dataset, checkpoint or pool starts afresh) continues after its last epoch: on the CPU an interrupted and
     resumed run ends with exactly the weights of an uninterrupted one. The file is removed when
     training completes. ``stop_after_epoch`` kills the process with SIGKILL after saving that
     epoch (for testing interruption)."""
@@ -218,7 +219,7 @@ def fit(model: nn.Module, train: Tensors, hp: dict, *, seed: int, augment: dict,
     history, best = [], (-1.0, None, 0)
     first_epoch = 0
     resume = Path(resume) if resume is not None else None
-    key = _resume_key(hp, seed, n)
+    key = _resume_key(hp, seed, n, resume_tag)
     if resume is not None and (state := _load_resume(resume, key, log)) is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from wp import checkpoint, data, models, provenance
-from wp.io import write_json
+from wp.io import sha256, write_json
 from wp.stages.common import augment_for, model_args, seed_everything, splits
 from wp.train import evaluate, fit, resolve_device
 
@@ -24,7 +24,7 @@ def run(data_path: str | Path, network: str, hp: dict, out_ckpt: str | Path, out
     model = models.create(network, **args).to(dev, memory_format=torch.channels_last)
     print(f"pretrain {network} on {ds.name}: {len(train)} train / {len(test)} test images, {hp['epochs']} epochs, {dev}", flush=True)
     result = fit(model, train, hp, seed=seed, augment=augment_for(ds), val=val,
-                 resume=f"{out_ckpt}.resume", stop_after_epoch=stop_after_epoch)
+                 resume=f"{out_ckpt}.resume", resume_tag=sha256(data_path), stop_after_epoch=stop_after_epoch)
     top1 = evaluate(model, test, hp["eval_batch_size"])
     print(f"pretrained {network}: test top-1 {top1:.2f}%", flush=True)
     metrics = {"stage": "pretrain", "dataset": ds.name, "network": network, "test_top1": top1,

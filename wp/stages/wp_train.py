@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from wp import WPError, checkpoint, data, pool, provenance
-from wp.io import write_json
+from wp.io import sha256, write_json
 from wp.stages import cluster
 from wp.stages.common import augment_for, seed_everything, splits
 from wp.train import evaluate, fit, resolve_device
@@ -35,7 +35,8 @@ def run(data_path: str | Path, ckpt_path: str | Path, pool_path: str | Path, net
     print(f"wp_train {network} K={k} on {ds.name}: direct replacement top-1 {direct:.2f}%, "
           f"{len(layers)} pooled layers, {hp['epochs']} epochs, {dev}", flush=True)
     result = fit(model, train, hp, seed=seed, augment=augment_for(ds), val=val,
-                 resume=f"{out_ckpt}.resume", stop_after_epoch=stop_after_epoch)
+                 resume=f"{out_ckpt}.resume", resume_tag=f"{sha256(data_path)} {sha256(ckpt_path)} {sha256(pool_path)}",
+                 stop_after_epoch=stop_after_epoch)
     top1 = evaluate(model, test, hp["eval_batch_size"])
     after = pool.indices(model, centers, layers)
     pool.detach(model)
