@@ -84,6 +84,57 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--pool-png", required=True)
     sp.add_argument("--curves-png", required=True)
 
+    # ---- the deployed network: precision sweeps and tables 3, 5, 6 (issue 4) ----
+    sp = sub.add_parser("quant_eval", aliases=["quant-eval"],
+                        help="evaluate a pooled network with quantized activations from the bit-serial LUT")
+    sp.add_argument("--data", required=True)
+    sp.add_argument("--checkpoint", required=True, help="wp{K}.pt, or a checkpoint from act_train")
+    sp.add_argument("--network", required=True)
+    sp.add_argument("--act-bits", type=int, required=True)
+    sp.add_argument("--lut-bits", default="none", help="LUT entry bits, or 'none' for no table")
+    sp.add_argument("--lut-mode", default="strict", choices=["strict", "reference"])
+    sp.add_argument("--signed-mode", default="twos", choices=["twos", "split"])
+    sp.add_argument("--calibration-images", type=int, default=512)
+    sp.add_argument("--hparams", type=str, default="{}", help="JSON settings of wp_train (its test subset is scored)")
+    sp.add_argument("--metrics", required=True)
+    common(sp)
+
+    sp = sub.add_parser("act_train", aliases=["act-train"], help="retrain a pooled network with quantized activations")
+    sp.add_argument("--data", required=True)
+    sp.add_argument("--checkpoint", required=True, help="wp{K}.pt")
+    sp.add_argument("--network", required=True)
+    sp.add_argument("--act-bits", type=int, required=True)
+    sp.add_argument("--no-ste", action="store_true", help="the reference's zero gradient through round()")
+    sp.add_argument("--calibration-images", type=int, default=512)
+    sp.add_argument("--hparams", type=str, default="{}")
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--metrics", required=True)
+    sp.add_argument("--stop-after-epoch", type=int, default=None, help=argparse.SUPPRESS)
+    common(sp)
+
+    sp = sub.add_parser("table3", help="tables/table3.csv: storage and compression from wp checkpoints")
+    sp.add_argument("--checkpoints", nargs="+", required=True)
+    sp.add_argument("--lut-bits", type=int, default=8)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--md", default=None)
+
+    sp = sub.add_parser("table5", help="tables/table5.csv: accuracy vs LUT bits")
+    sp.add_argument("--evals", nargs="+", required=True, help="quant_eval metrics")
+    sp.add_argument("--wp-metrics", nargs="+", required=True, help="wp_train metrics (the float column)")
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--md", default=None)
+
+    sp = sub.add_parser("table6", help="tables/table6.csv: accuracy vs activation bits")
+    sp.add_argument("--evals", nargs="+", required=True, help="quant_eval metrics (plain and retrained)")
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--md", default=None)
+
+    sp = sub.add_parser("sweep_plots", aliases=["sweep-plots"], help="figures: accuracy vs LUT bits and vs activation bits")
+    sp.add_argument("--table5", required=True)
+    sp.add_argument("--table6", required=True)
+    sp.add_argument("--lut-png", required=True)
+    sp.add_argument("--act-png", required=True)
+
     sp = sub.add_parser("check-config", help="validate a config file, print it with defaults filled in")
     sp.add_argument("configfile")
     return p
@@ -129,6 +180,35 @@ def dispatch(args: argparse.Namespace) -> None:
         from wp.stages import plots
 
         plots.run(args.table4, args.metrics, args.pool_png, args.curves_png)
+    elif cmd == "quant_eval":
+        from wp.stages import quant_eval
+        from wp.sweeps import parse_lut
+
+        quant_eval.run(args.data, args.checkpoint, args.network, args.act_bits, parse_lut(args.lut_bits), _hparams(args.hparams),
+                       args.metrics, lut_mode=args.lut_mode, signed_mode=args.signed_mode,
+                       calibration_images=args.calibration_images, seed=args.seed, device=args.device)
+    elif cmd == "act_train":
+        from wp.stages import act_train
+
+        act_train.run(args.data, args.checkpoint, args.network, args.act_bits, _hparams(args.hparams), args.out, args.metrics,
+                      ste=not args.no_ste, calibration_images=args.calibration_images, seed=args.seed, device=args.device,
+                      stop_after_epoch=args.stop_after_epoch)
+    elif cmd == "table3":
+        from wp.stages import table3
+
+        table3.run(args.checkpoints, args.out, args.md, lut_bits=args.lut_bits)
+    elif cmd == "table5":
+        from wp.stages import table5
+
+        table5.run(args.evals, args.wp_metrics, args.out, args.md)
+    elif cmd == "table6":
+        from wp.stages import table6
+
+        table6.run(args.evals, args.out, args.md)
+    elif cmd == "sweep_plots":
+        from wp.stages import sweep_plots
+
+        sweep_plots.run(args.table5, args.table6, args.lut_png, args.act_png)
     elif cmd == "check_config":
         from wp import config
 

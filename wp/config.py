@@ -83,6 +83,9 @@ def check_names(config: dict) -> None:
                 recipes.resolve(config, stage, net)
     for net in config.get("network_hparams", {}):
         models.check_name(net)
+    retrain = config.get("sweeps", {}).get("table6", {}).get("retrain_bits")
+    for net in retrain if isinstance(retrain, dict) else []:
+        models.check_name(net)
 
 
 def load(path: str | Path) -> dict:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from wp import WPError
 from wp.train import hparams
 
-STAGES = ("pretrain", "wp_train")
+STAGES = ("pretrain", "wp_train", "act_train")
 RESNETS = ("resnet_10", "resnet_14", "resnet_mlperf")
 
 _ADAM_EXP = {"optimizer": "adam", "lr": 1e-3, "schedule": "exp", "gamma": 0.99, "weight_decay": 0.0, "batch_size": 128}
@@ -38,6 +38,12 @@ PAPER = {
         "mobilenet_v2": {**_SGD_COS, "epochs": 100},
         "tinyconv": {**_SGD_COS, "epochs": 100},
     },
+    # retraining with quantized activations (reference-behaviour.md section 8): SGD + cosine, 50 epochs
+    "act_train": {
+        **{net: {**_SGD_COS, "epochs": 50} for net in RESNETS},
+        "mobilenet_v2": {**_SGD_COS, "lr": 0.002, "epochs": 50},
+        "tinyconv": {**_SGD_COS, "lr": 0.002, "epochs": 50},
+    },
 }
 
 _FAST = {"optimizer": "sgd", "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "schedule": "onecycle",
@@ -45,6 +51,7 @@ _FAST = {"optimizer": "sgd", "momentum": 0.9, "nesterov": True, "weight_decay": 
 FAST = {
     "pretrain": {net: {**_FAST, "lr": 0.2, "warmup_epochs": 2, "epochs": 40} for net in (*RESNETS, "mobilenet_v2", "tinyconv")},
     "wp_train": {net: {**_FAST, "lr": 0.05, "warmup_epochs": 1, "epochs": 15} for net in (*RESNETS, "mobilenet_v2", "tinyconv")},
+    "act_train": {net: {**_FAST, "lr": 0.01, "warmup_epochs": 0.5, "epochs": 5} for net in (*RESNETS, "mobilenet_v2", "tinyconv")},
 }
 
 _SMOKE = {"optimizer": "sgd", "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "schedule": "onecycle",
@@ -52,6 +59,7 @@ _SMOKE = {"optimizer": "sgd", "momentum": 0.9, "nesterov": True, "weight_decay":
 SMOKE = {
     "pretrain": {net: {**_SMOKE, "lr": 0.05, "warmup_epochs": 0.5, "epochs": 2} for net in (*RESNETS, "mobilenet_v2", "tinyconv")},
     "wp_train": {net: {**_SMOKE, "lr": 0.01, "warmup_epochs": 0.2, "epochs": 1} for net in (*RESNETS, "mobilenet_v2", "tinyconv")},
+    "act_train": {net: {**_SMOKE, "lr": 0.005, "warmup_epochs": 0.2, "epochs": 1} for net in (*RESNETS, "mobilenet_v2", "tinyconv")},
 }
 
 # MobileNet-v2 is by far the slowest network on a CPU (depthwise convs): fewer smoke images

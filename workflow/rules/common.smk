@@ -86,3 +86,50 @@ def table4_outputs():
 
 def plot_outputs():
     return [f"{TABLES}/plots/accuracy_vs_pool_size.png", f"{TABLES}/plots/training_curves.png"]
+
+
+# ---- the deployed network: precision sweeps (tables 3, 5, 6) ----
+from wp import sweeps as wpsweeps
+
+SWEEPS = config["sweeps"]
+SWEEP_K = SWEEPS["pool_size"]
+
+
+def sweep_eval(d, n, model, act_bits, lut_bits):
+    return f"{RESULTS}/{d}/{n}/eval/{model}/a{act_bits}_lut{wpsweeps.lut_label(lut_bits)}.json"
+
+
+def table5_evals():
+    t5 = SWEEPS["table5"]
+    return [sweep_eval(d, n, f"wp{SWEEP_K}", t5["act_bits"], lb) for d, n in jobs() for lb in [None, *t5["lut_bits"]]]
+
+
+def table5_wp_metrics():
+    return [f"{RESULTS}/{d}/{n}/wp{SWEEP_K}.json" for d, n in jobs()]
+
+
+def table6_evals():
+    t6 = SWEEPS["table6"]
+    out = []
+    for d, n in jobs():
+        out += [sweep_eval(d, n, f"wp{SWEEP_K}", b, t6["lut_bits"]) for b in t6["act_bits"]]
+        out += [sweep_eval(d, n, f"wp{SWEEP_K}_a{b}", b, t6["lut_bits"]) for b in wpsweeps.retrain_bits(config, n)]
+    return out
+
+
+def table3_checkpoints():
+    return [f"{RESULTS}/{d}/{n}/wp{SWEEP_K}.pt" for d, n in jobs()]
+
+
+def eval_checkpoint(wc):
+    """quant_eval's input: wp{K}.pt, or retrain/wp{K}_a{B}.pt for a model named wp{K}_a{B}."""
+    if "_a" in wc.model:
+        return f"{RESULTS}/{wc.dataset}/{wc.network}/retrain/{wc.model}.pt"
+    return f"{RESULTS}/{wc.dataset}/{wc.network}/{wc.model}.pt"
+
+
+def sweep_outputs():
+    return [f"{TABLES}/{t}.{ext}" for t in ("table3", "table5", "table6") for ext in ("csv", "md")] + [
+        f"{TABLES}/plots/accuracy_vs_lut_bits.png",
+        f"{TABLES}/plots/accuracy_vs_act_bits.png",
+    ]

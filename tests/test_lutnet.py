@@ -1,0 +1,114 @@
+"""Whole networks run the deployed way (wp.lutnet): LUT layers against float convs of the quantized
+activations, the quantized-table error bound, and the checks on checkpoints."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+
+from wp import WPError, lut, lutnet, models, pool, quant
+
+
+def pooled_model(name, seed=0, k=16, dtype=torch.float64, image_size=12, in_channels=1):
+    """A random network of the registry whose pooled layers hold pool vectors, with its indices."""
+    torch.manual_seed(seed)
+    m = models.create(name, in_channels=in_channels, num_classes=10, image_size=image_size).to(dtype).eval()
+    layers = pool.pooled_layers(m)
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.randn(k, 8, generator=g, dtype=dtype) * 0.2
+    indices = {}
+    for name_ in layers:
+        mod = m.get_submodule(name_)
+        w, idx = pool.project(mod.weight.data, centers)
+        mod.weight.data.copy_(w)
+        indices[name_] = idx
+    for mod in m.modules():  # tame random BNs so activations stay in a sane range
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.running_var.fill_(4.0)
+            mod.running_mean.fill_(0.2)  # BN outputs go negative where no ReLU follows
+    return m, centers, indices
+
+
+@pytest.mark.parametrize("network", ["tinyconv", "resnet_mlperf", "mobilenet_v2"])
+@pytest.mark.parametrize("act_bits", [8, 4])
+def test_exact_table_network_equals_quantized_activation_network(network, act_bits):
+    """LUT execution with the unquantized table = float convs of the same quantized activations
+    (float64: equal to roundoff), for unsigned (ResNet) and signed (TinyConv, MobileNet) inputs."""
+    m, centers, idx = pooled_model(network)
+    x = torch.rand(4, 1, 12, 12, dtype=torch.float64)
+    ranges = lutnet.calibrate(m, list(idx), [x])
+    if network != "resnet_mlperf":
+        assert any(signed for _, signed in ranges.values())  # BN outputs feed these layers
+    ref = lutnet.convert(copy.deepcopy(m), centers, idx, ranges, act_bits, None, use_table=False)
+    for signed_mode in ("twos", "split"):
+        lut_net = lutnet.convert(copy.deepcopy(m), centers, idx, ranges, act_bits, None, signed_mode=signed_mode)
+        assert sum(isinstance(mod, lutnet.LUTLayer) for mod in lut_net.modules()) == len(idx)
+        with torch.no_grad():
+            torch.testing.assert_close(lut_net(x), ref(x), rtol=1e-9, atol=1e-9)
+
+
+def test_quantized_activation_layer_equals_conv_of_fake_quantized_input():
+    m, centers, idx = pooled_model("tinyconv")
+    x = torch.randn(2, 32, 9, 9, dtype=torch.float64)
+    layer = m.conv2
+    q = lutnet.QuantizedInput(layer, 5, 2.0, True)
+    torch.testing.assert_close(q(x), lutnet.reference_conv(x, layer, 5, 2.0, True))
+
+
+@pytest.mark.parametrize("lut_bits, mode", [(16, "strict"), (8, "strict"), (4, "strict"), (8, "reference")])
+def test_quantized_table_error_is_within_its_bound(lut_bits, mode):
+    """Each table entry is off by at most one (strict) or half a (reference) table step, so a LUT conv
+    output is off by at most that times Σ_b 2^b · taps · groups · Δ_act."""
+    torch.manual_seed(1)
+    centers = torch.randn(16, 8, dtype=torch.float64)
+    conv = nn.Conv2d(16, 6, 3, 1, 1, bias=False).double()
+    w, indices = pool.project(conv.weight.data, centers)
+    conv.weight.data.copy_(w)
+    x = torch.rand(2, 16, 7, 7, dtype=torch.float64)
+    bits, rng = 8, 1.0
+    table = lut.build_table(centers)
+    t, step = lutnet.layer_table(table, indices, lut_bits, mode)
+    layer = lutnet.LUTLayer(conv, indices, t, step, bits, rng, False)
+    # per entry: strict ≤ Δ_L/2, or Δ_L at the clipped top level; reference ≤ Δ_L/2, its step; so ≤ step
+    bound = step * (2 ** bits - 1) * 9 * 2 * quant.act_step(bits, rng, False)
+    with torch.no_grad():
+        exact = lutnet.reference_conv(x, conv, bits, rng, False)
+        err = float((layer(x) - exact).abs().max())
+    assert 0 < err <= bound
+    if lut_bits == 16:
+        assert err < 1e-3 * float(exact.abs().max())
+
+
+def test_zero_pool_vectors_make_a_zero_table_in_any_precision():
+    table = torch.zeros(256, 4, dtype=torch.float64)
+    t, step = lutnet.layer_table(table, torch.tensor([0, 1]), 8)
+    assert not t.any() and step == 1.0
+
+
+def test_weights_that_are_not_pool_vectors_are_refused():
+    m, centers, idx = pooled_model("tinyconv")
+    with torch.no_grad():
+        m.conv2.weight.add_(0.01)
+    with pytest.raises(WPError, match="not the pool vectors"):
+        lutnet.check_indices(m, centers, idx)
+    lutnet.check_indices(*pooled_model("tinyconv"))
+
+
+def test_convert_needs_a_range_for_every_pooled_layer_and_a_table_for_lut_bits():
+    m, centers, idx = pooled_model("tinyconv")
+    with pytest.raises(WPError, match="no activation range"):
+        lutnet.convert(m, centers, idx, {"conv2": (1.0, True)}, 8, None)
+    with pytest.raises(WPError, match="needs the table"):
+        lutnet.convert(m, centers, idx, {n: (1.0, True) for n in idx}, 8, 8, use_table=False)
+
+
+def test_pooled_linear_runs_from_the_table():
+    torch.manual_seed(0)
+    centers = torch.randn(8, 8, dtype=torch.float64)
+    fc = nn.Linear(16, 5).double()
+    w, indices = pool.project(fc.weight.data, centers)
+    fc.weight.data.copy_(w)
+    x = torch.rand(3, 16, dtype=torch.float64)
+    layer = lutnet.LUTLayer(fc, indices, lut.build_table(centers), 1.0, 8, 1.0, False)
+    torch.testing.assert_close(layer(x), fc(quant.fake_quant(x, 8, 1.0, False)), rtol=1e-9, atol=1e-9)

@@ -1,0 +1,146 @@
+"""A pooled network run the deployed way: quantized activations and bit-serial lookup-table layers.
+
+Given a weight-pool network (a ``pooled`` checkpoint: projected weights, the pool, one pool index per
+z-vector), :func:`convert` replaces every pooled layer by a module that
+
+1. quantizes its input to ``act_bits`` integer codes with the layer's power-of-two range ``A``
+   (unsigned after a ReLU, signed where the calibration saw negative inputs; :mod:`wp.quant`),
+2. runs the layer from the codes, the layer's pool indices and the network's table
+   ``T[s, k] = Σ_j bit_j(s)·pool[k, j]`` (:func:`wp.lut.lut_conv2d`), with ``T`` quantized to
+   ``lut_bits`` integer codes (range calibrated per layer: ``max |T|`` over the columns the layer uses),
+3. scales the integer result by ``Δ_act · Δ_lut`` and adds the bias.
+
+With ``lut_bits=None`` there is no table: the quantized activations are multiplied with the projected
+weights in float (the "no LUT" column of Table 5, and Table 6 without a table). Everything else of the
+network (the first conv, BatchNorm, depthwise convs, unpooled linear layers) runs in float, as in the
+paper's emulation.
+
+Activation ranges are calibrated on *training* batches (:func:`calibrate`), never on the test set; a
+checkpoint retrained with quantized activations carries the ranges it was trained with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from wp import WPError, lut, quant
+from wp.pool import to_vectors
+
+
+def calibrate(model: nn.Module, layers: list[str], batches: Iterable, device=None) -> dict[str, tuple[float, bool]]:
+    """Per pooled layer ``(A, signed)``: the power-of-two range of its input over ``batches`` (float
+    images ``[N, C, H, W]``) and whether it saw negative values."""
+    return quant.calibrated_ranges(model, layers, batches, device=device)
+
+
+class QuantizedInput(nn.Module):
+    """A pooled layer with its input fake-quantized and float weights: ``layer(q(x))``."""
+
+    def __init__(self, layer: nn.Module, bits: int, rng: float, signed: bool):
+        super().__init__()
+        self.layer, self.bits, self.rng, self.signed = layer, bits, float(rng), bool(signed)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(quant.fake_quant(x, self.bits, self.rng, self.signed))
+
+
+class LUTLayer(nn.Module):
+    """A pooled ``Conv2d`` or ``Linear`` executed bit-serially from a lookup table.
+
+    Holds the layer's pool indices, the (quantized) table as integer codes or floats, its step, the
+    activation quantizer and the conv geometry; the weights themselves are not used."""
+
+    def __init__(self, layer: nn.Module, indices: torch.Tensor, table: torch.Tensor, table_step: float,
+                 bits: int, rng: float, signed: bool, signed_mode: str = "twos"):
+        super().__init__()
+        self.is_linear = isinstance(layer, nn.Linear)
+        if self.is_linear:
+            self.weight_shape = (layer.out_features, layer.in_features, 1, 1)
+            self.stride, self.padding = (1, 1), (0, 0)
+        else:
+            if layer.dilation not in ((1, 1), 1) or layer.groups != 1 or isinstance(layer.padding, str):
+                raise WPError(f"conv {layer} cannot run from the LUT (dilation/groups/string padding): it should not be pooled")
+            self.weight_shape = tuple(layer.weight.shape)
+            self.stride, self.padding = layer.stride, layer.padding
+        self.register_buffer("indices", indices.detach().to(torch.int64).reshape(-1).clone())
+        self.register_buffer("table", table.detach().clone())
+        self.register_buffer("bias", None if layer.bias is None else layer.bias.detach().clone())
+        self.table_step, self.bits, self.rng, self.signed = float(table_step), bits, float(rng), bool(signed)
+        self.signed_mode = signed_mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        codes, step = quant.act_codes(x, self.bits, self.rng, self.signed)
+        if self.is_linear:
+            codes = codes[:, :, None, None]
+        out = lut.lut_conv2d(codes, self.indices, self.table, self.weight_shape, self.stride, self.padding,
+                             self.bits, self.signed, self.signed_mode)
+        out = (out.to(torch.float64) * (step * self.table_step)).to(x.dtype)
+        if self.is_linear:
+            out = out[:, :, 0, 0]
+        if self.bias is not None:
+            out = out + self.bias.view((1, -1) + (1,) * (out.dim() - 2))
+        return out
+
+
+def layer_table(table: torch.Tensor, indices: torch.Tensor, lut_bits: int | None, mode: str = "strict",
+                ) -> tuple[torch.Tensor, float]:
+    """The table one layer reads: ``(integer codes, step)`` quantized to ``lut_bits`` with the layer's
+    range (``max |T|`` over the columns its indices use), or the float table and step 1 when
+    ``lut_bits`` is None."""
+    if lut_bits is None:
+        return table, 1.0
+    r = quant.table_range(table, indices)
+    if r == 0.0:  # a layer whose used pool vectors are all zero: every entry is 0 in any code
+        return torch.zeros_like(table, dtype=torch.int64), 1.0
+    return quant.table_codes(table, lut_bits, r, mode)
+
+
+def check_indices(model: nn.Module, pool: torch.Tensor, indices: dict[str, torch.Tensor]) -> None:
+    """The pooled layers' weights must be exactly their pool vectors (a pooled checkpoint)."""
+    modules = dict(model.named_modules())
+    for name, idx in indices.items():
+        w = to_vectors(modules[name].weight.detach().float().cpu())
+        if w.shape[0] != idx.numel() or not torch.equal(w, pool.float().cpu()[idx.long().reshape(-1)]):
+            raise WPError(f"layer {name}: weights are not the pool vectors of its indices: "
+                          f"the checkpoint is not a weight-pool checkpoint of this pool; rerun wp_train")
+
+
+def convert(model: nn.Module, pool: torch.Tensor, indices: dict[str, torch.Tensor],
+            ranges: dict[str, tuple[float, bool]], act_bits: int, lut_bits: int | None, *,
+            lut_mode: str = "strict", signed_mode: str = "twos", use_table: bool = True) -> nn.Module:
+    """Replace (in place) every pooled layer named in ``indices`` by its deployed version and return the
+    model: a :class:`LUTLayer` when ``use_table`` (its table quantized to ``lut_bits``, or the exact float
+    table when None), else a :class:`QuantizedInput` (activations quantized, float weights; ``lut_bits``
+    must then be None). ``ranges``: per layer ``(A, signed)`` from :func:`calibrate`."""
+    if not use_table and lut_bits is not None:
+        raise WPError("lut_bits needs the table: quantized table entries exist only in LUT execution")
+    missing = sorted(set(indices) - set(ranges))
+    if missing:
+        raise WPError(f"no activation range for pooled layers {missing}: calibrate them first")
+    param = next(model.parameters())
+    device = param.device
+    table = lut.build_table(pool.to(device=device, dtype=torch.float64))
+    if lut_bits is None:  # the exact table, in the model's precision
+        table = table.to(param.dtype)
+    for name, idx in indices.items():
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        layer = getattr(parent, child)
+        rng, signed = ranges[name]
+        if use_table:
+            t, step = layer_table(table, idx.to(device), lut_bits, lut_mode)
+            new = LUTLayer(layer, idx.to(device), t, step, act_bits, rng, signed, signed_mode)
+        else:
+            new = QuantizedInput(layer, act_bits, rng, signed)
+        setattr(parent, child, new)
+    return model
+
+
+def reference_conv(x: torch.Tensor, layer: nn.Conv2d, bits: int, rng: float, signed: bool) -> torch.Tensor:
+    """``conv2d`` of the quantized input with the layer's (projected) float weights: what a LUT layer
+    with an unquantized table must equal."""
+    return F.conv2d(quant.fake_quant(x, bits, rng, signed), layer.weight, layer.bias, layer.stride, layer.padding)

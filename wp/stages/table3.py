@@ -1,0 +1,45 @@
+"""Stage ``table3``: storage of the deployed weight-pool networks (paper Table 3), from their checkpoints.
+
+Per network: counted parameters (conv and linear weights and biases), the pooled share, index storage
+byte-aligned (one byte per z-vector, what the runtime stores) and bit-packed (``ceil(log2 K)`` bits), the
+LUT (``256·K`` entries of ``lut_bits``), and the compression ratio against int8 and fp32 weights with
+:mod:`wp.compression`: uncompressed bits over (indices + LUT + every unpooled weight and bias at the
+base precision). ``lut_share`` is the LUT's part of the compressed int8 storage.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from wp import checkpoint, compression, models, paper, tables
+
+
+def row(ckpt_path: str | Path, lut_bits: int = 8) -> dict:
+    ckpt = checkpoint.load(ckpt_path, kind="pooled")
+    model = models.create(ckpt["network"], **ckpt["model_args"])
+    k, layers = int(ckpt["k"]), ckpt["pooled_layers"]
+    packed = compression.weight_pool(model, layers, k, lut_bits, packed=True)
+    byte = compression.weight_pool(model, layers, k, lut_bits, packed=False)
+    mods = compression.weight_layers(model)
+    pooled = sum(mods[n].weight.numel() for n in layers)
+    ref = paper.TABLE3.get((ckpt["dataset"], ckpt["network"]), {})
+    return {
+        "dataset": ckpt["dataset"], "network": ckpt["network"], "k": k, "lut_bits": lut_bits,
+        "params": packed.params, "pooled_params": pooled, "pooled_fraction": round(pooled / packed.params, 4),
+        "index_bytes": byte.bits_of("index") // 8, "index_bytes_packed": packed.bits_of("index") / 8,
+        "lut_bytes": packed.bits_of("lut") / 8, "unpooled_bytes_int8": packed.bits_of("weights") / 8 + packed.bits_of("bias") / 8,
+        "total_bytes_int8": packed.bytes("int8"),
+        "ratio_int8": round(packed.ratio("int8"), 2), "ratio_fp32": round(packed.ratio("fp32"), 2),
+        "ratio_int8_byte_indices": round(byte.ratio("int8"), 2),
+        "lut_share": round(100 * packed.bits_of("lut") / packed.bits("int8"), 1),
+        "paper_params": ref.get("params"), "paper_ratio": ref.get("ratio"), "paper_lut_overhead": ref.get("lut_overhead"),
+    }
+
+
+def run(ckpt_paths: list[str | Path], out_csv: str | Path, out_md: str | Path | None = None, lut_bits: int = 8) -> pd.DataFrame:
+    df = pd.DataFrame([row(p, lut_bits) for p in ckpt_paths]).sort_values(["dataset", "network"]).reset_index(drop=True)
+    tables.write(df, out_csv, out_md, title="Table 3: storage and compression of the weight-pool networks")
+    print(tables.to_markdown(df), flush=True)
+    return df
