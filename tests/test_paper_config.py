@@ -47,6 +47,18 @@ def test_dry_run_lists_the_paper_jobs(work):
     assert "network=resnet_14" in r.stdout and "dataset=quickdraw100, network=mobilenet_v2" in r.stdout
 
 
+def test_dry_run_lists_the_paper_sweeps(work):
+    r = snakemake(work, paper_config(), "-n", "tables/table3.csv", "tables/table5.csv", "tables/table6.csv")
+    assert r.returncode == 0, r.stderr
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", r.stdout, flags=re.M))
+    # table 5: 4 points x 5 networks; table 6: 6 bit widths x 5 + the paper's retrained points 2+2+1+3+3;
+    # 8-bit activations from the 8-bit LUT is a point of both tables and runs once
+    assert counts["quant_eval"] == str(20 + 30 + 11 - 5) and counts["act_train"] == "11"
+    assert counts["wp_train"] == "5" and "k=64" in r.stdout and "k=32" not in r.stdout
+    assert "results/quickdraw100/tinyconv/retrain/wp64_a5.pt" in r.stdout
+    assert "results/cifar10/resnet_mlperf/retrain/wp64_a3.pt" in r.stdout and "resnet_mlperf/retrain/wp64_a4.pt" not in r.stdout
+
+
 def test_prepare_runs_for_both_paper_datasets_from_fixtures(work, tmp_path):
     raw = tmp_path / "raw"
     fake_cifar(raw)

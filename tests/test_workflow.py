@@ -22,7 +22,9 @@ CONFIG = {
     "hparams": {
         "pretrain": {"epochs": 2, "batch_size": 32, "train_subset": 600, "test_subset": 200},
         "wp_train": {"epochs": 1, "batch_size": 32, "train_subset": 600, "test_subset": 200},
+        "act_train": {"epochs": 1, "batch_size": 32, "train_subset": 600, "test_subset": 200},
     },
+    "sweeps": {"pool_size": 16, "table5": {"lut_bits": [16, 4]}, "table6": {"act_bits": [8, 4], "retrain_bits": [4]}},
 }
 
 
@@ -35,9 +37,9 @@ def snakemake(workdir, *args, config=None):
     return subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
 
 
-def planned(workdir, config):
+def planned(workdir, config, target="tables/table4.csv"):
     """{rule: [wildcards line, ...]} of a dry run."""
-    r = snakemake(workdir, "-n", "tables/table4.csv", config=config)
+    r = snakemake(workdir, "-n", *([target] if target else []), config=config)
     assert r.returncode == 0, r.stdout + r.stderr
     jobs: dict[str, list[str]] = {}
     rule = None
@@ -58,7 +60,7 @@ def finished(tmp_path_factory):
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(REPO / "wp", work / "wp", ignore=ignore)
     shutil.copytree(REPO / "workflow", work / "workflow", ignore=ignore)
-    r = snakemake(work, "tables/table4.csv", config=CONFIG)
+    r = snakemake(work, config=CONFIG)  # the default target: tables 3-6 and their plots
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return work
 
@@ -75,14 +77,49 @@ def test_full_run_writes_table4(finished):
 
 
 def test_plots_and_html_report(finished):
-    r = snakemake(finished, config=CONFIG)  # default target: table 4 and its plots
-    assert r.returncode == 0, r.stderr[-3000:]
-    pngs = [finished / "tables" / "plots" / n for n in ("accuracy_vs_pool_size.png", "training_curves.png")]
+    assert "Nothing to be done" in snakemake(finished, "-n", config=CONFIG).stdout
+    pngs = [finished / "tables" / "plots" / n for n in ("accuracy_vs_pool_size.png", "training_curves.png",
+                                                        "accuracy_vs_lut_bits.png", "accuracy_vs_act_bits.png")]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000 for p in pngs)
     r = snakemake(finished, "--report", "report.html", config=CONFIG)
     assert r.returncode == 0, r.stderr[-3000:]
     html = (finished / "report.html").read_text(errors="replace")
-    assert "table4.csv" in html and "accuracy_vs_pool_size.png" in html
+    for name in ("table4.csv", "table3.csv", "table5.csv", "table6.csv", "accuracy_vs_pool_size.png",
+                 "accuracy_vs_lut_bits.png", "accuracy_vs_act_bits.png"):
+        assert name in html
+
+
+def test_tables_3_5_6(finished):
+    t5 = pd.read_csv(finished / "tables" / "table5.csv").set_index("network")
+    assert list(t5.columns[:7]) == ["dataset", "k", "act_bits", "float", "no_lut", "lut16", "lut4"]
+    # a 16-bit table is lossless: the LUT network scores what float convs of the same codes score
+    assert abs(t5.loc["tinyconv", "lut16"] - t5.loc["tinyconv", "no_lut"]) <= 0.1
+    assert abs(t5.loc["resnet_mlperf", "lut16"] - t5.loc["resnet_mlperf", "no_lut"]) <= 1.0  # 2 of 200 images
+    t6 = pd.read_csv(finished / "tables" / "table6.csv").set_index("network")
+    assert {"a8", "a4", "a4_retrained", "min_bits"} <= set(t6.columns) and (t6["lut_bits"] == 8).all()
+    assert (t6[["a8", "a4", "a4_retrained"]] > 10).all().all()
+    t3 = pd.read_csv(finished / "tables" / "table3.csv").set_index("network")
+    assert (t3["k"] == 16).all() and (t3["ratio_int8"] > 1).all() and (t3["ratio_fp32"] > t3["ratio_int8"]).all()
+    for rule in ("quant_eval", "act_train"):
+        assert list((finished / "results" / "logs" / rule).rglob("*.log"))
+    ck = finished / "results" / "digits" / "tinyconv" / "retrain" / "wp16_a4.pt"
+    assert ck.exists() and (finished / "results" / "digits" / "tinyconv" / "eval" / "wp16_a4" / "a4_lut8.json").exists()
+
+
+def test_adding_a_lut_bit_width_schedules_only_its_column(finished):
+    jobs = planned(finished, {**CONFIG, "sweeps": {**CONFIG["sweeps"], "table5": {"lut_bits": [16, 6, 4]}}}, target=None)
+    assert set(jobs) == {"quant_eval", "table5", "sweep_plots"}
+    assert len(jobs["quant_eval"]) == 2 and all("lbits=6" in w and "abits=8" in w for w in jobs["quant_eval"])
+    # 8-bit activations from the 8-bit table are already a point of table 6: nothing to evaluate
+    assert "quant_eval" not in planned(finished, {**CONFIG, "sweeps": {**CONFIG["sweeps"], "table5": {"lut_bits": [16, 8, 4]}}}, target=None)
+
+
+def test_changing_table6_lut_bits_reevaluates_without_retraining(finished):
+    jobs = planned(finished, {**CONFIG, "sweeps": {**CONFIG["sweeps"], "table6": {**CONFIG["sweeps"]["table6"], "lut_bits": None}}},
+                   target=None)
+    # per network a4 and retrained a4 without a table; a8 without a table is table 5's no_lut point already
+    assert set(jobs) == {"quant_eval", "table6", "sweep_plots"} and len(jobs["quant_eval"]) == 4
+    assert all("lbits=none" in w for w in jobs["quant_eval"])
 
 
 def test_adding_a_pool_size_schedules_only_that_pool(finished):

@@ -80,8 +80,9 @@ def table5(evals: list[dict], floats: list[dict]) -> pd.DataFrame:
     metrics, no quantization), ``no_lut`` (quantized activations, float weights) and ``lut{n}`` for every
     LUT bit width found among the ``quant_eval`` metrics; the paper's values beside."""
     float_top1 = {(m["dataset"], m["network"]): m["test_top1"] for m in floats}
+    groups = _by_network(evals, "quant_eval")
     rows, bits = [], sorted({m["lut_bits"] for m in evals if m["lut_bits"] is not None}, reverse=True)
-    for (dataset, network), ms in sorted(_by_network(evals, "quant_eval").items()):
+    for (dataset, network), ms in sorted(groups.items()):
         ref = paper.TABLE5.get((dataset, network), {})
         row = {"dataset": dataset, "network": network, "k": ms[0]["k"], "act_bits": ms[0]["act_bits"],
                "float": _r(float_top1.get((dataset, network)))}

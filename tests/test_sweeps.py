@@ -1,0 +1,142 @@
+"""The precision-sweep stages (quant_eval, act_train) and tables 3, 5, 6 on a really trained tinyconv."""
+
+import json
+import math
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+
+from wp import WPError, checkpoint, compression, models, sweeps, tables
+from wp.stages import act_train, cluster, quant_eval, table3, wp_train
+from wp.train import hparams
+
+from conftest import REPO
+
+HP = hparams({"epochs": 1, "batch_size": 32, "lr": 0.01, "schedule": "cosine"})
+
+
+@pytest.fixture(scope="module")
+def wp16(digits_h5, trained_tinyconv, tmp_path_factory):
+    d = tmp_path_factory.mktemp("wp16")
+    cluster.run(trained_tinyconv, "tinyconv", 16, d / "pool16.h5", seed=0, device="cpu")
+    wp_train.run(digits_h5, trained_tinyconv, d / "pool16.h5", "tinyconv", HP, d / "wp16.pt", d / "wp16.json", seed=0, device="cpu")
+    return d
+
+
+def evaluate(digits_h5, ckpt, out, act_bits=8, lut_bits=None, **kw):
+    return quant_eval.run(digits_h5, ckpt, "tinyconv", act_bits, lut_bits, HP, out, seed=0, device="cpu", **kw)
+
+
+def test_lut16_equals_no_lut_and_lut4_costs_accuracy(digits_h5, wp16, tmp_path):
+    no_lut = evaluate(digits_h5, wp16 / "wp16.pt", tmp_path / "none.json")
+    lut16 = evaluate(digits_h5, wp16 / "wp16.pt", tmp_path / "l16.json", lut_bits=16)
+    lut8 = evaluate(digits_h5, wp16 / "wp16.pt", tmp_path / "l8.json", lut_bits=8, lut_mode="reference", signed_mode="split")
+    wp = json.loads((wp16 / "wp16.json").read_text())
+    assert no_lut["float_top1"] == pytest.approx(wp["test_top1"])  # the same test images as wp_train
+    assert abs(lut16["test_top1"] - no_lut["test_top1"]) <= 0.1
+    assert abs(lut8["test_top1"] - no_lut["test_top1"]) <= 2.0
+    assert no_lut["test_top1"] > 60
+    # tinyconv's pooled convs follow a BatchNorm: signed ranges, calibrated as powers of two on training images
+    assert any(signed for _, signed in lut16["act_ranges"].values())
+    assert all(math.log2(a).is_integer() for a, _ in lut16["act_ranges"].values())
+    assert lut16["calibration"].endswith("training images")
+    saved = json.loads((tmp_path / "l16.json").read_text())
+    assert saved["lut_bits"] == 16 and saved["provenance"]["seed"] == 0
+
+
+def test_retraining_with_3_bit_activations_helps_and_carries_its_ranges(digits_h5, wp16, tmp_path):
+    hp = hparams({**HP, "epochs": 2})
+    plain = evaluate(digits_h5, wp16 / "wp16.pt", tmp_path / "p.json", act_bits=3, lut_bits=8)
+    m = act_train.run(digits_h5, wp16 / "wp16.pt", "tinyconv", 3, hp, tmp_path / "r3.pt", tmp_path / "r3.json", seed=0, device="cpu")
+    ck = checkpoint.load(tmp_path / "r3.pt", network="tinyconv", kind="pooled")
+    assert ck["act_bits"] == 3 and set(ck["act_ranges"]) == set(ck["pooled_layers"])
+    retrained = evaluate(digits_h5, tmp_path / "r3.pt", tmp_path / "r.json", act_bits=3, lut_bits=8)
+    assert retrained["retrained"] and retrained["calibration"] == "checkpoint"
+    assert retrained["test_top1"] > plain["test_top1"]
+    assert abs(retrained["test_top1"] - m["test_top1"]) <= 3.0  # LUT-8 vs float weights on the same codes
+    with pytest.raises(WPError, match="retrained for 3-bit activations, not 4"):
+        evaluate(digits_h5, tmp_path / "r3.pt", tmp_path / "x.json", act_bits=4)
+    with pytest.raises(WPError, match="already retrained"):
+        act_train.run(digits_h5, tmp_path / "r3.pt", "tinyconv", 3, hp, tmp_path / "y.pt", tmp_path / "y.json", device="cpu")
+    assert not (tmp_path / "x.json").exists() and not (tmp_path / "y.pt").exists()
+
+
+def test_float_or_foreign_checkpoints_are_refused(digits_h5, trained_tinyconv, wp16, tmp_path):
+    with pytest.raises(WPError, match="needs a pooled one"):
+        evaluate(digits_h5, trained_tinyconv, tmp_path / "a.json")
+    with pytest.raises(WPError, match="holds network 'tinyconv', not 'resnet_10'"):
+        quant_eval.run(digits_h5, wp16 / "wp16.pt", "resnet_10", 8, 8, HP, tmp_path / "b.json", device="cpu")
+    with pytest.raises(WPError, match="activation bits 1 out of range"):
+        evaluate(digits_h5, wp16 / "wp16.pt", tmp_path / "c.json", act_bits=1)
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_quant_eval_and_bad_lut_bits(digits_h5, wp16, tmp_path):
+    base = [sys.executable, "-m", "wp", "quant_eval", "--data", str(digits_h5), "--checkpoint", str(wp16 / "wp16.pt"),
+            "--network", "tinyconv", "--act-bits", "6", "--device", "cpu", "--metrics", str(tmp_path / "m.json")]
+    r = subprocess.run(base + ["--lut-bits", "eight"], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("wp: error: LUT bits 'eight' are not a number")
+    r = subprocess.run(base + ["--lut-bits", "8"], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "m.json").read_text())["act_bits"] == 6
+
+
+def test_table3_row_from_a_pooled_checkpoint(wp16, tmp_path):
+    df = table3.run([wp16 / "wp16.pt"], tmp_path / "t3.csv", tmp_path / "t3.md")
+    row = df.iloc[0]
+    m = models.create("tinyconv", in_channels=1, num_classes=10, image_size=8)
+    assert row["params"] == compression.count_params(m)
+    assert row["index_bytes"] == (32 * 32 * 25 + 64 * 32 * 25) // 8  # one byte per z-vector of conv2 and conv3
+    assert row["index_bytes_packed"] == row["index_bytes"] * 4 / 8  # K=16: 4 bits
+    assert row["lut_bytes"] == 256 * 16
+    unpooled = (row["params"] - row["pooled_params"])
+    assert row["ratio_int8"] == round(row["params"] * 8 / (unpooled * 8 + row["index_bytes"] * 4 + 256 * 16 * 8), 2)
+    assert row["ratio_fp32"] == round(row["params"] * 32 / (unpooled * 32 + row["index_bytes"] * 4 + 256 * 16 * 8), 2)
+    assert (tmp_path / "t3.md").read_text().startswith("# Table 3")
+
+
+def _eval(net, bits, lut, top1, retrained=False):
+    return {"stage": "quant_eval", "dataset": "d", "network": net, "k": 64, "act_bits": bits, "lut_bits": lut,
+            "retrained": retrained, "test_top1": top1, "test_images": 100}
+
+
+def test_table6_min_bits_counts_retrained_accuracy():
+    evals = [_eval("a", b, 8, acc) for b, acc in [(8, 90.0), (6, 89.5), (5, 88.0), (4, 80.0), (3, 50.0)]]
+    evals += [_eval("a", 4, 8, 89.2, True), _eval("a", 3, 8, 88.0, True)]
+    evals += [_eval("b", b, 8, acc) for b, acc in [(8, 70.0), (6, 60.0), (5, 40.0), (4, 30.0), (3, 20.0)]]
+    df = tables.table6(evals)
+    a, b = df.iloc[0], df.iloc[1]
+    assert list(df.columns[4:9]) == ["a8", "a6", "a5", "a4", "a3"] and "a4_retrained" in df.columns
+    assert a["min_bits"] == 4 and b["min_bits"] == 8
+    assert pd.isna(b["a4_retrained"])
+    assert tables.min_bits({8: 90.0, 3: 89.0}, 90.0) == 3 and tables.min_bits({3: 10.0}, 90.0) is None
+
+
+def test_table5_columns_and_paper_values():
+    evals = [{**_eval("resnet_10", 8, lut, acc), "dataset": "cifar10"} for lut, acc in [(None, 89.0), (16, 89.0), (8, 88.9), (4, 88.0)]]
+    floats = [{"stage": "wp_train", "dataset": "cifar10", "network": "resnet_10", "k": 64, "test_top1": 89.5}]
+    df = tables.table5(evals, floats)
+    assert list(df.columns[:9]) == ["dataset", "network", "k", "act_bits", "float", "no_lut", "lut16", "lut8", "lut4"]
+    assert df.iloc[0]["paper_lut4"] == 89.4 and df.iloc[0]["float"] == 89.5
+    with pytest.raises(WPError, match="pass quant_eval metrics"):
+        tables.table5(floats, floats)
+
+
+def test_retrain_bits_defaults_to_the_papers_choice():
+    cfg = {"sweeps": {"table6": {"retrain_bits": None}}}
+    assert sweeps.retrain_bits(cfg, "tinyconv") == [5, 4, 3] and sweeps.retrain_bits(cfg, "resnet_14") == [4, 3]
+    cfg["sweeps"]["table6"]["retrain_bits"] = {"tinyconv": [6]}
+    assert sweeps.retrain_bits(cfg, "tinyconv") == [6] and sweeps.retrain_bits(cfg, "resnet_mlperf") == [3]
+    cfg["sweeps"]["table6"]["retrain_bits"] = [2]
+    assert sweeps.retrain_bits(cfg, "mobilenet_v2") == [2]
+    assert sweeps.parse_lut(sweeps.lut_label(None)) is None and sweeps.parse_lut(sweeps.lut_label(4)) == 4
+
+
+def test_tensors_are_untouched_by_evaluation(digits_h5, wp16, tmp_path):
+    before = (wp16 / "wp16.pt").read_bytes()
+    evaluate(digits_h5, wp16 / "wp16.pt", tmp_path / "e.json", act_bits=4, lut_bits=4)
+    assert (wp16 / "wp16.pt").read_bytes() == before
+    assert torch.load(wp16 / "wp16.pt", weights_only=True)["kind"] == "pooled"
