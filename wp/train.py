@@ -312,6 +312,8 @@ def fit(model: nn.Module, train: Tensors, hp: dict, *, seed: int, augment: dict,
     training completes. ``stop_after_epoch`` kills the process with SIGKILL after saving that
     epoch (for testing interruption)."""
     autocast_dtype(hp["amp"], train.images.device)  # a bad amp setting stops here, before any work
+    if train.images.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed batch shapes: cuDNN times its kernels once, then reuses the fastest
     gen = torch.Generator().manual_seed(seed)
     opt = make_optimizer(model, hp)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=hp["label_smoothing"])
