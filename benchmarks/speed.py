@@ -168,8 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--k", type=int, default=64, help="pool size for k-means")
     p.add_argument("--kmeans-vectors", type=int, default=20000, help="sample this many z-vectors for k-means (0 = all)")
     p.add_argument("--no-reference-kmeans", dest="reference_kmeans", action="store_false", help="skip kmeans-pytorch")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
     p.add_argument("--out", default="results/benchmarks/speed.csv")
     args = p.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     if device.type == "cuda":
         print(f"device: {torch.cuda.get_device_name(device)}, torch {torch.__version__}", flush=True)
