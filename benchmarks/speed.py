@@ -73,9 +73,11 @@ def train_images_per_s(model: torch.nn.Module, data: Tensors, hp: dict, device: 
     return len(data) / timed(lambda: fit(model, data, hp, seed=0, augment=AUGMENT, log=quiet), device)
 
 
-def eval_images_per_s(model: torch.nn.Module, data: Tensors, hp: dict, device: torch.device) -> float:
-    evaluate(model, Tensors(data.images[:hp["eval_batch_size"]], data.labels[:hp["eval_batch_size"]]), hp["eval_batch_size"], hp["amp"])
-    return len(data) / timed(lambda: evaluate(model, data, hp["eval_batch_size"], hp["amp"]), device)
+def eval_images_per_s(model: torch.nn.Module, data: Tensors, hp: dict, device: torch.device, amp: str) -> float:
+    """Images/s of ``evaluate`` over ``data`` under ``amp`` (after a one-batch warm-up)."""
+    bs = hp["eval_batch_size"]
+    evaluate(model, Tensors(data.images[:bs], data.labels[:bs]), bs, amp)
+    return len(data) / timed(lambda: evaluate(model, data, bs, amp), device)
 
 
 def projection_ms_per_step(model: torch.nn.Module, device: torch.device) -> float:
@@ -98,7 +100,7 @@ def lut_eval_images_per_s(model: torch.nn.Module, centers: torch.Tensor, layers:
     batch = [batch_input(data.images[: hp["eval_batch_size"]])]
     ranges = lutnet.calibrate(model, layers, batch, device=device)
     lut_model = lutnet.convert(model, centers, pool.indices(model, centers, layers), ranges, act_bits=8, lut_bits=8)
-    return eval_images_per_s(lut_model, data, hp, device)
+    return eval_images_per_s(lut_model, data, hp, device, amp="off")  # LUT arithmetic stays exact
 
 
 def kmeans_columns(model: torch.nn.Module, args, device: torch.device) -> dict:
@@ -129,7 +131,7 @@ def bench(name: str, args, device: torch.device) -> dict:
     row = {"network": name, "device": str(device), "amp": "bf16" if autocast_dtype(args.amp, device) else "off",
            "batch_size": args.batch_size, "steps": args.steps}
     row["pretrain_img_s"] = train_images_per_s(model, data, hp, device)
-    row["eval_float_img_s"] = eval_images_per_s(model, data, hp, device)
+    row["eval_float_img_s"] = eval_images_per_s(model, data, hp, device, hp["amp"])
     row.update(kmeans_columns(model, args, device))
     centers = row.pop("_centers").to(device)
     layers = pool.pooled_layers(model)

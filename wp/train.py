@@ -131,14 +131,16 @@ def batch_input(images: torch.Tensor) -> torch.Tensor:
 
 
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for the ``amp`` setting on ``device``, or None for plain fp32."""
-    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+    """The autocast dtype for the ``amp`` setting on ``device``, or None for plain fp32. ``auto`` is
+    bf16 on a CUDA GPU that supports it and fp32 everywhere else."""
+    if amp not in ("auto", "bf16", "off"):
+        raise WPError(f"unknown amp setting {amp!r}: use 'auto', 'bf16' or 'off'")
+    gpu_without_bf16 = device.type == "cuda" and not torch.cuda.is_bf16_supported()
+    if amp == "off" or (amp == "auto" and (device.type != "cuda" or gpu_without_bf16)):
         return None
-    if amp in ("auto", "bf16"):
-        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise WPError(f"amp {amp!r}: this GPU has no bf16 support: set amp: off")
-        return torch.bfloat16
-    raise WPError(f"unknown amp setting {amp!r}: use 'auto', 'bf16' or 'off'")
+    if gpu_without_bf16:
+        raise WPError("amp 'bf16' asked for but this GPU has no bf16 support: set amp: auto or off")
+    return torch.bfloat16
 
 
 def autocast(amp: str, device: torch.device) -> contextlib.AbstractContextManager:
@@ -148,9 +150,10 @@ def autocast(amp: str, device: torch.device) -> contextlib.AbstractContextManage
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Tensors, batch_size: int = 1024, amp: str = "auto") -> float:
+def evaluate(model: nn.Module, data: Tensors, batch_size: int = 1024, amp: str = "off") -> float:
     """Top-1 accuracy (%) over every image of ``data``, in order; batches of ``batch_size``, under
-    the ``amp`` setting. Correct answers are counted on the device and read once at the end."""
+    the ``amp`` setting (fp32 unless asked: callers such as LUT execution need exact arithmetic).
+    Correct answers are counted on the device and read once at the end."""
     was_training = model.training
     model.eval()
     correct = torch.zeros((), dtype=torch.int64, device=data.labels.device)
@@ -163,7 +166,7 @@ def evaluate(model: nn.Module, data: Tensors, batch_size: int = 1024, amp: str =
 
 
 @torch.no_grad()
-def recalibrate_bn(model: nn.Module, train: Tensors, batches: int, batch_size: int, amp: str = "auto") -> None:
+def recalibrate_bn(model: nn.Module, train: Tensors, batches: int, batch_size: int, amp: str = "off") -> None:
     """Recompute BatchNorm running mean/var as the plain average over ``batches`` training batches
     (in order, no augmentation). Short trainings leave the exponential running averages stale."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
