@@ -6,7 +6,8 @@ import torch
 import torch.nn as nn
 
 from wp import WPError, augment, data, models
-from wp.train import Tensors, autocast_dtype, evaluate, fit, fused_flag, hparams, make_optimizer, to_device
+from wp.train import (Tensors, _load_optimizer_state, autocast_dtype, evaluate, fit, fused_flag, hparams,
+                      make_optimizer, to_device)
 
 CPU = torch.device("cpu")
 
@@ -51,7 +52,9 @@ def test_amp_auto_is_plain_fp32_on_the_cpu(digits):
 def test_unknown_amp_setting_is_one_line_error(digits):
     ds, train, _ = digits
     with pytest.raises(WPError, match="unknown amp setting 'fp16': use 'auto', 'bf16' or 'off'"):
-        fit(_tinyconv(ds, 0), train, hparams({"amp": "fp16"}), seed=0, augment={}, log=lambda _m: None)
+        hparams({"amp": "fp16"})  # caught when the settings are resolved, before any job runs
+    with pytest.raises(WPError, match="unknown amp setting 'fp16'"):
+        fit(_tinyconv(ds, 0), train, {**hparams(), "amp": "fp16"}, seed=0, augment={}, log=lambda _m: None)
 
 
 def test_epoch_draws_give_the_same_augmentation_as_per_batch_draws():
@@ -82,7 +85,5 @@ def test_optimizer_is_fused_only_on_cuda_and_resume_keeps_this_runs_kernels():
     assert not opt.param_groups[0].get("fused")
     saved = opt.state_dict()
     saved["param_groups"][0]["fused"] = True  # as written by a run on a GPU
-    from wp.train import _load_optimizer_state
-
     _load_optimizer_state(opt, saved)
     assert not opt.param_groups[0]["fused"]

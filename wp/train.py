@@ -71,6 +71,7 @@ HPARAM_DEFAULTS: dict = {
     "bn_recalibrate": 0,
     "amp": "auto",
 }
+AMP_MODES = ("auto", "bf16", "off")
 
 
 def hparams(overrides: dict | None = None) -> dict:
@@ -80,7 +81,13 @@ def hparams(overrides: dict | None = None) -> dict:
         if key not in HPARAM_DEFAULTS:
             raise WPError(f"unknown training setting {key!r}: use one of {', '.join(sorted(HPARAM_DEFAULTS))}")
         hp[key] = value
+    _check_amp(hp["amp"])
     return hp
+
+
+def _check_amp(amp: str) -> None:
+    if amp not in AMP_MODES:
+        raise WPError(f"unknown amp setting {amp!r}: use 'auto', 'bf16' or 'off'")
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -133,8 +140,7 @@ def batch_input(images: torch.Tensor) -> torch.Tensor:
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for the ``amp`` setting on ``device``, or None for plain fp32. ``auto`` is
     bf16 on a CUDA GPU that supports it and fp32 everywhere else."""
-    if amp not in ("auto", "bf16", "off"):
-        raise WPError(f"unknown amp setting {amp!r}: use 'auto', 'bf16' or 'off'")
+    _check_amp(amp)
     gpu_without_bf16 = device.type == "cuda" and not torch.cuda.is_bf16_supported()
     if amp == "off" or (amp == "auto" and (device.type != "cuda" or gpu_without_bf16)):
         return None
