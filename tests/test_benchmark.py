@@ -16,6 +16,10 @@ def test_speed_benchmark_writes_csv(tmp_path):
     assert "pretrain_img_s=" in r.stdout and "kmeans_pytorch_s=" in r.stdout
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 1 and rows[0]["network"] == "tinyconv"
-    for key in ("pretrain_img_s", "wp_train_img_s", "eval_img_s", "kmeans_s", "kmeans_pytorch_s", "projection_ms_per_step"):
+    for key in ("pretrain_img_s", "wp_train_img_s", "eval_float_img_s", "kmeans_s", "kmeans_pytorch_s",
+                "projection_ms_per_step", "pretrain_epoch_s", "wp_train_epoch_s"):
         assert float(rows[0][key]) > 0
+    assert rows[0]["amp"] == "off" and rows[0]["peak_gpu_mib"] == "n/a"  # CPU: plain fp32, no GPU memory
+    assert rows[0]["eval_lut_img_s"] == "n/a" or float(rows[0]["eval_lut_img_s"]) > 0
+    assert int(rows[0]["pooled_vectors"]) == 9_600
     assert float(rows[0]["kmeans_inertia"]) <= float(rows[0]["kmeans_pytorch_inertia"]) * 1.05

@@ -75,3 +75,74 @@ def test_depthwise_conv_is_never_pooled(groups):
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 3, groups=groups), nn.Linear(8, 8))
     assert pool.pooled_layers(model) == []
     assert pool.pooled_layers(model, pool_fc=True) == ["2"]
+
+
+def _pooled_net(seed: int) -> tuple[nn.Module, torch.Tensor, list[str]]:
+    """A small conv net with several pooled convs (3x3 and 1x1) and a pooled linear layer, channels_last."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 1), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5))
+    model = model.to(memory_format=torch.channels_last)
+    return model, torch.randn(12, 8), pool.pooled_layers(model, pool_fc=True)
+
+
+def _reference_run(model: nn.Module, p: torch.Tensor, layers: list[str], x: torch.Tensor):
+    """Output and weight gradients of a copy of ``model`` whose pooled layers hold plain parameters
+    equal to ``pool.project`` of each layer alone: what the straight-through projection must give."""
+    import copy
+
+    ref = copy.deepcopy(model)
+    modules = dict(ref.named_modules())
+    with torch.no_grad():
+        for name in layers:
+            modules[name].weight.copy_(pool.project(modules[name].weight, p)[0])
+    out = ref(x)
+    out.square().sum().backward()
+    return out, {name: modules[name].weight.grad for name in layers}
+
+
+def test_batched_projection_equals_per_layer_projection_in_values_and_gradients(monkeypatch):
+    model, p, layers = _pooled_net(2)
+    assert layers == ["3", "5", "9"]
+    x = torch.randn(4, 3, 6, 6)
+    ref_out, ref_grads = _reference_run(model, p, layers, x)
+    calls = []
+    nearest = pool.nearest
+    monkeypatch.setattr(pool, "nearest", lambda v, u: calls.append(len(v)) or nearest(v, u))
+    pool.attach(model, p, layers)
+    calls.clear()  # registering a parametrization evaluates it once per layer
+    out = model(x)
+    assert len(calls) == 1 and calls[0] == sum(dict(model.named_modules())[n].weight.numel() // 8 for n in layers)
+    assert torch.equal(out, ref_out)
+    out.square().sum().backward()
+    modules = dict(model.named_modules())
+    for name in layers:
+        assert torch.equal(modules[name].parametrizations.weight.original.grad, ref_grads[name])
+        assert modules[name].parametrizations.weight[0].batched is None  # dropped after the forward
+
+
+def test_projection_outside_forward_and_state_dict_keys_are_unchanged():
+    model, p, layers = _pooled_net(3)
+    latents = {n: dict(model.named_modules())[n].weight.detach().clone() for n in layers}
+    pool.attach(model, p, layers)
+    modules = dict(model.named_modules())
+    for name in layers:  # reading a layer's weight by itself projects that layer alone
+        assert torch.equal(modules[name].weight, pool.project(latents[name], p)[0])
+    assert "3.parametrizations.weight.original" in model.state_dict() and "3.weight" not in model.state_dict()
+    for w, name in zip(pool.projected_weights(model), layers):
+        assert torch.equal(w, pool.project(latents[name], p)[0])
+    pool.detach(model)
+    assert not model._forward_pre_hooks and not model._forward_hooks
+    assert "3.weight" in model.state_dict()
+
+
+def test_projection_stays_fp32_under_bf16_autocast():
+    model, p, layers = _pooled_net(4)
+    pool.attach(model, p, layers)
+    latents = [dict(model.named_modules())[n].parametrizations.weight.original.detach() for n in layers]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        weights = pool.projected_weights(model)
+        model(torch.randn(2, 3, 6, 6))
+    for w, latent in zip(weights, latents):
+        assert w.dtype == torch.float32 and torch.equal(w, pool.project(latent, p)[0])

@@ -9,6 +9,13 @@ Projection (spec section 6.2): every vector is replaced by the pool vector of hi
 similarity (first index on ties), the pool vector itself with no scale. During retraining the
 replacement happens in every forward pass and the gradient flows straight through to the latent
 weights (``w + (p - w).detach()``); the pool is a frozen buffer.
+
+Batched projection: :func:`attach` also puts a forward pre-hook on the model that, once per forward
+pass, concatenates the z-vectors of all pooled layers and projects them with one normalised matrix
+product and one argmax (:func:`project_layers`); each layer's parametrization then returns its slice
+of that result, and a forward hook drops it afterwards. Reading ``layer.weight`` outside the model's
+forward (or calling a layer on its own) projects that layer alone: same values, same gradients.
+The projection always runs in fp32, also under autocast (bf16 cosines would pick wrong neighbours).
 """
 
 from __future__ import annotations
@@ -53,18 +60,24 @@ def to_vectors(weight: torch.Tensor) -> torch.Tensor:
 
 
 def from_vectors(vectors: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-    """Inverse of :func:`to_vectors` for a weight of ``shape``."""
+    """Inverse of :func:`to_vectors` for a weight of ``shape``. A conv weight comes back
+    channels_last (a view of ``vectors`` when they are contiguous: no copy)."""
     if len(shape) == 2:
         out_f, in_f = shape
         return vectors.reshape(out_f, 1, 1, in_f).permute(0, 3, 1, 2).reshape(out_f, in_f)
     out_c, in_c, kh, kw = shape
-    return vectors.reshape(out_c, kh, kw, in_c).permute(0, 3, 1, 2).contiguous()
+    return vectors.reshape(out_c, kh, kw, in_c).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+
+
+def nearest(vectors: torch.Tensor, pool_unit: torch.Tensor) -> torch.Tensor:
+    """Index of the highest cosine similarity to each vector among the unit-length ``pool_unit``
+    rows (first on ties): one matrix product and one argmax."""
+    return (F.normalize(vectors, dim=1) @ pool_unit.T).argmax(dim=1)
 
 
 def assign(vectors: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
     """Index of the pool vector with the highest cosine similarity to each vector (first on ties)."""
-    sim = F.normalize(vectors, dim=1) @ F.normalize(pool, dim=1).T
-    return sim.argmax(dim=1)
+    return nearest(vectors, F.normalize(pool, dim=1))
 
 
 def project(weight: torch.Tensor, pool: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,27 +87,68 @@ def project(weight: torch.Tensor, pool: torch.Tensor) -> tuple[torch.Tensor, tor
 
 
 class _StraightThrough(torch.autograd.Function):
-    """Forward: the projected weight, exactly. Backward: the gradient passes to the latent weight unchanged."""
+    """Forward: each z-vector replaced by its nearest pool vector, exactly. Backward: the gradient
+    passes to the latent vectors unchanged."""
 
     @staticmethod
-    def forward(ctx, latent: torch.Tensor, pool_vectors: torch.Tensor) -> torch.Tensor:
-        return project(latent, pool_vectors)[0]
+    def forward(ctx, vectors: torch.Tensor, pool: torch.Tensor, pool_unit: torch.Tensor) -> torch.Tensor:
+        return pool[nearest(vectors, pool_unit)]
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        return grad, None
+        return grad, None, None
+
+
+def project_layers(latents: list[torch.Tensor], pool: torch.Tensor, pool_unit: torch.Tensor) -> list[torch.Tensor]:
+    """The projected weight of each latent weight, all layers in one matrix product + argmax, with a
+    straight-through gradient to every latent weight. The z-vectors are concatenated (a view per
+    channels_last conv weight), projected together and split back; concatenation, split and reshapes
+    only move numbers, so values and gradients equal projecting each layer alone. Runs in fp32 even
+    inside an autocast region."""
+    with torch.autocast(pool.device.type, enabled=False):
+        vectors = torch.cat([to_vectors(w) for w in latents])
+        projected = _StraightThrough.apply(vectors, pool, pool_unit)
+        parts = projected.split([w.numel() // VECTOR for w in latents])
+        return [from_vectors(part, w.shape) for part, w in zip(parts, latents)]
 
 
 class PoolProjection(nn.Module):
     """Parametrization: the weight seen by the layer is the latent weight projected onto the pool,
-    with a straight-through gradient to the latent weight."""
+    with a straight-through gradient to the latent weight. Inside the model's forward it returns the
+    projection the model's pre-hook computed for all pooled layers at once (``batched``)."""
 
     def __init__(self, pool: torch.Tensor):
         super().__init__()
         self.register_buffer("pool", pool.detach().clone(), persistent=False)
+        self.register_buffer("pool_unit", F.normalize(self.pool, dim=1), persistent=False)
+        self.batched: torch.Tensor | None = None
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        return _StraightThrough.apply(latent, self.pool)
+        if self.batched is not None:
+            return self.batched
+        return project_layers([latent], self.pool, self.pool_unit)[0]
+
+
+class _BatchedProjection:
+    """The model-level hooks of one :func:`attach`: before the model's forward, project all its
+    pooled layers together and hand each parametrization its weight; after it, drop them. Latent
+    weights are looked up at every call, so moving or reloading the model cannot leave them stale."""
+
+    def __init__(self, layers: list[nn.Module]):
+        self.layers = layers
+
+    def weights(self) -> list[torch.Tensor]:
+        first = self.layers[0].parametrizations.weight[0]
+        latents = [m.parametrizations.weight.original for m in self.layers]
+        return project_layers(latents, first.pool, first.pool_unit)
+
+    def fill(self, module: nn.Module, args: tuple) -> None:
+        for layer, weight in zip(self.layers, self.weights()):
+            layer.parametrizations.weight[0].batched = weight
+
+    def clear(self, module: nn.Module, args: tuple, output) -> None:
+        for layer in self.layers:
+            layer.parametrizations.weight[0].batched = None
 
 
 def model_vectors(model: nn.Module, layers: list[str]) -> tuple[torch.Tensor, list[int]]:
@@ -111,16 +165,34 @@ def _latent_weight(module: nn.Module) -> torch.Tensor:
 
 
 def attach(model: nn.Module, pool: torch.Tensor, layers: list[str]) -> nn.Module:
-    """Make ``layers`` of ``model`` use the frozen ``pool`` in every forward pass (in place)."""
+    """Make ``layers`` of ``model`` use the frozen ``pool`` in every forward pass (in place): one
+    parametrization per layer (the state dict keeps each latent weight as
+    ``<layer>.parametrizations.weight.original``) and the model hooks that batch their projection."""
     modules = dict(model.named_modules())
     device = next(model.parameters()).device
+    pool = pool.to(device)
     for name in layers:
-        parametrize.register_parametrization(modules[name], "weight", PoolProjection(pool.to(device)))
+        parametrize.register_parametrization(modules[name], "weight", PoolProjection(pool))
+    if layers:
+        batch = _BatchedProjection([modules[name] for name in layers])
+        handles = [model.register_forward_pre_hook(batch.fill),
+                   model.register_forward_hook(batch.clear, always_call=True)]
+        model._wp_pool = [*getattr(model, "_wp_pool", []), (batch, handles)]
     return model
+
+
+def projected_weights(model: nn.Module) -> list[torch.Tensor]:
+    """The projected weights of every layer attached to ``model``, computed the way its forward
+    pass does (all layers batched, with gradient); for measuring the projection's cost per step."""
+    return [w for batch, _ in getattr(model, "_wp_pool", []) for w in batch.weights()]
 
 
 def detach(model: nn.Module) -> nn.Module:
     """Bake the projected weights into plain parameters and remove the projection (in place)."""
+    for _, handles in getattr(model, "_wp_pool", []):
+        for handle in handles:
+            handle.remove()
+    model.__dict__.pop("_wp_pool", None)
     for module in model.modules():
         if parametrize.is_parametrized(module, "weight"):
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)

@@ -1,7 +1,8 @@
 """Training recipes: per stage and network, the hyperparameters handed to ``wp.train.fit``.
 
 - ``paper``: the reference code's optimizers, schedules, batch size 128 and epochs
-  (reference-behaviour.md sections 4 and 6). Many GPU-hours.
+  (reference-behaviour.md sections 4 and 6). Many GPU-hours. Evaluation runs in batches of 1024
+  (in eval mode the batch size changes nothing but the speed).
 - ``fast``: our recipe for a GPU: SGD with Nesterov momentum, a one-cycle schedule, label
   smoothing and larger batches, far fewer epochs.
 - ``smoke``: seconds to minutes on a CPU: class-balanced subsets, one or two epochs. For the demo
@@ -19,9 +20,10 @@ from wp.train import hparams
 STAGES = ("pretrain", "wp_train", "act_train")
 RESNETS = ("resnet_10", "resnet_14", "resnet_mlperf")
 
-_ADAM_EXP = {"optimizer": "adam", "lr": 1e-3, "schedule": "exp", "gamma": 0.99, "weight_decay": 0.0, "batch_size": 128}
-_ADAM_STEP = {"optimizer": "adam", "lr": 1e-3, "schedule": "step", "gamma": 0.5, "step_epochs": 20, "weight_decay": 0.0, "batch_size": 128}
-_SGD_COS = {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "schedule": "cosine", "batch_size": 128}
+_BATCHES = {"batch_size": 128, "eval_batch_size": 1024}
+_ADAM_EXP = {"optimizer": "adam", "lr": 1e-3, "schedule": "exp", "gamma": 0.99, "weight_decay": 0.0, **_BATCHES}
+_ADAM_STEP = {"optimizer": "adam", "lr": 1e-3, "schedule": "step", "gamma": 0.5, "step_epochs": 20, "weight_decay": 0.0, **_BATCHES}
+_SGD_COS = {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "schedule": "cosine", **_BATCHES}
 
 PAPER = {
     "pretrain": {

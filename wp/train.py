@@ -16,10 +16,20 @@ Hyperparameters (one dict, see ``HPARAM_DEFAULTS``; recipes in ``wp.recipes`` fi
   many training batches (0 = keep the running averages from training, as the reference does)
 - ``selection``: ``final`` (the last epoch's weights) or ``best_val`` (best accuracy on a seeded
   hold-out of ``val_fraction`` of the training set; the test set never selects anything)
+- ``amp``: mixed precision of the forward passes (training, evaluation, BN recalibration): ``auto``
+  (bf16 autocast on CUDA, none on the CPU), ``bf16`` (bf16 autocast on any device), ``off`` (fp32)
+
+Speed on a GPU: the training loop makes no host-device synchronisation inside an epoch (losses and
+counts are summed on the device; the epoch's shuffle and augmentation choices are drawn and copied
+once per epoch); SGD and Adam use PyTorch's fused CUDA kernels when the parameters are on CUDA.
+Under autocast the convolutions and matrix products run in bf16, while BatchNorm keeps fp32
+parameters and running statistics and normalises in fp32 internally (its bf16 output equals the fp32
+result rounded; checked on the CPU), and the loss is computed on fp32 logits.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -37,7 +47,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from wp import WPError
-from wp.augment import random_crop_flip
+from wp import augment as aug
 from wp.io import atomic_path
 
 HPARAM_DEFAULTS: dict = {
@@ -59,7 +69,9 @@ HPARAM_DEFAULTS: dict = {
     "selection": "final",
     "val_fraction": 0.1,
     "bn_recalibrate": 0,
+    "amp": "auto",
 }
+AMP_MODES = ("auto", "bf16", "off")
 
 
 def hparams(overrides: dict | None = None) -> dict:
@@ -69,7 +81,13 @@ def hparams(overrides: dict | None = None) -> dict:
         if key not in HPARAM_DEFAULTS:
             raise WPError(f"unknown training setting {key!r}: use one of {', '.join(sorted(HPARAM_DEFAULTS))}")
         hp[key] = value
+    _check_amp(hp["amp"])
     return hp
+
+
+def _check_amp(amp: str) -> None:
+    if amp not in AMP_MODES:
+        raise WPError(f"unknown amp setting {amp!r}: use 'auto', 'bf16' or 'off'")
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -109,24 +127,52 @@ def to_device(images: np.ndarray, labels: np.ndarray, device: torch.device) -> T
 
 
 def as_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images → float in [0, 1], keeping their memory layout."""
     return images.float().div_(255.0)
 
 
+def batch_input(images: torch.Tensor) -> torch.Tensor:
+    """A uint8 batch → the float channels_last tensor the models take (the layout is changed on the
+    uint8, a quarter of the bytes)."""
+    return as_float(images.contiguous(memory_format=torch.channels_last))
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for the ``amp`` setting on ``device``, or None for plain fp32. ``auto`` is
+    bf16 on a CUDA GPU that supports it and fp32 everywhere else."""
+    _check_amp(amp)
+    gpu_without_bf16 = device.type == "cuda" and not torch.cuda.is_bf16_supported()
+    if amp == "off" or (amp == "auto" and (device.type != "cuda" or gpu_without_bf16)):
+        return None
+    if gpu_without_bf16:
+        raise WPError("amp 'bf16' asked for but this GPU has no bf16 support: set amp: auto or off")
+    return torch.bfloat16
+
+
+def autocast(amp: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """Context for a forward pass: bf16 autocast when ``amp`` asks for it on ``device``, else nothing."""
+    dtype = autocast_dtype(amp, device)
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Tensors, batch_size: int = 1024) -> float:
-    """Top-1 accuracy (%) over every image of ``data``, in order."""
+def evaluate(model: nn.Module, data: Tensors, batch_size: int = 1024, amp: str = "off") -> float:
+    """Top-1 accuracy (%) over every image of ``data``, in order; batches of ``batch_size``, under
+    the ``amp`` setting (fp32 unless asked: callers such as LUT execution need exact arithmetic).
+    Correct answers are counted on the device and read once at the end."""
     was_training = model.training
     model.eval()
-    correct = 0
-    for start in range(0, len(data), batch_size):
-        logits = model(as_float(data.images[start:start + batch_size]))
-        correct += int((logits.argmax(1) == data.labels[start:start + batch_size]).sum())
+    correct = torch.zeros((), dtype=torch.int64, device=data.labels.device)
+    with autocast(amp, data.images.device):
+        for start in range(0, len(data), batch_size):
+            logits = model(batch_input(data.images[start:start + batch_size]))
+            correct += (logits.argmax(1) == data.labels[start:start + batch_size]).sum()
     model.train(was_training)
-    return 100.0 * correct / max(1, len(data))
+    return 100.0 * int(correct) / max(1, len(data))
 
 
 @torch.no_grad()
-def recalibrate_bn(model: nn.Module, train: Tensors, batches: int, batch_size: int) -> None:
+def recalibrate_bn(model: nn.Module, train: Tensors, batches: int, batch_size: int, amp: str = "off") -> None:
     """Recompute BatchNorm running mean/var as the plain average over ``batches`` training batches
     (in order, no augmentation). Short trainings leave the exponential running averages stale."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -138,19 +184,27 @@ def recalibrate_bn(model: nn.Module, train: Tensors, batches: int, batch_size: i
         m.momentum = None  # cumulative moving average
     was_training = model.training
     model.train()
-    for start in range(0, min(len(train), batches * batch_size), batch_size):
-        model(as_float(train.images[start:start + batch_size]))
+    with autocast(amp, train.images.device):
+        for start in range(0, min(len(train), batches * batch_size), batch_size):
+            model(batch_input(train.images[start:start + batch_size]))
     for m, momentum in saved:
         m.momentum = momentum
     model.train(was_training)
 
 
+def fused_flag(params: list[torch.Tensor]) -> dict:
+    """``{"fused": True}`` when every parameter is on CUDA (one fused kernel per step instead of
+    a loop over tensors), else ``{}`` (PyTorch's default, which keeps CPU results as they were)."""
+    return {"fused": True} if params and all(p.is_cuda for p in params) else {}
+
+
 def make_optimizer(model: nn.Module, hp: dict) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if hp["optimizer"] == "sgd":
-        return torch.optim.SGD(params, lr=hp["lr"], momentum=hp["momentum"], nesterov=hp["nesterov"], weight_decay=hp["weight_decay"])
+        return torch.optim.SGD(params, lr=hp["lr"], momentum=hp["momentum"], nesterov=hp["nesterov"],
+                               weight_decay=hp["weight_decay"], **fused_flag(params))
     if hp["optimizer"] == "adam":
-        return torch.optim.Adam(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
+        return torch.optim.Adam(params, lr=hp["lr"], weight_decay=hp["weight_decay"], **fused_flag(params))
     raise WPError(f"unknown optimizer {hp['optimizer']!r}: use 'sgd' or 'adam'")
 
 
@@ -199,6 +253,61 @@ def _load_resume(path: Path, key: str, log: Callable[[str], None]) -> dict | Non
     return state
 
 
+def _batch_sizes(n: int, batch_size: int, steps: int) -> list[int]:
+    """Images in each of an epoch's ``steps`` batches (the last incomplete batch is dropped, except
+    when the whole set is smaller than one batch)."""
+    return [min(batch_size, n - step * batch_size) for step in range(steps)]
+
+
+def _train_epoch(model: nn.Module, opt: torch.optim.Optimizer, loss_fn: nn.Module, train: Tensors, hp: dict,
+                 epoch: int, steps: int, gen: torch.Generator, augment: dict) -> tuple[float, int, int, float]:
+    """One epoch of ``steps`` optimizer steps; returns (summed loss, correct, images seen, last lr).
+
+    The shuffle and the augmentation choices are drawn from ``gen`` at the start (same stream as
+    drawing them per step) and copied to the device once. Loss and correct answers are summed on the
+    device and read once at the end, so the host never waits for the GPU inside the epoch; a
+    non-finite loss anywhere in the epoch is reported then."""
+    device, bs = train.images.device, hp["batch_size"]
+    sizes = _batch_sizes(len(train), bs, steps)
+    crop, flip = augment.get("crop_padding", 0), augment.get("flip", False)
+    perm = torch.randperm(len(train), generator=gen).to(device)
+    draws = aug.draw(sizes, gen, crop, flip).to(device)
+    total_loss = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    lr = hp["lr"]
+    bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{hp['epochs']}", leave=False,
+               disable=not sys.stderr.isatty())  # a progress bar at a terminal only; logs stay clean
+    for step in bar:
+        start, stop = step * bs, step * bs + sizes[step]
+        idx = perm[start:stop]
+        x = as_float(aug.apply(train.images[idx], draws.slice(start, stop), crop))
+        y = train.labels[idx]
+        lr = learning_rate(hp, epoch, step, steps)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        with autocast(hp["amp"], device):
+            logits = model(x)
+        loss = loss_fn(logits.float(), y)  # the loss in fp32 whatever the forward ran in
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total_loss += loss.detach().double() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+    total = float(total_loss)
+    if not math.isfinite(total):
+        raise WPError(f"training diverged (loss {total / sum(sizes)}) in epoch {epoch + 1}: lower the learning rate")
+    return total, int(correct), sum(sizes), lr
+
+
+def _load_optimizer_state(opt: torch.optim.Optimizer, state: dict) -> None:
+    """Load a saved optimizer state but keep this run's kernel choice (``fused``/``foreach``), so a
+    state saved on a GPU resumes on the CPU and the other way round."""
+    kernels = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in opt.param_groups]
+    opt.load_state_dict(state)
+    for group, kept in zip(opt.param_groups, kernels):
+        group.update(kept)
+
+
 def fit(model: nn.Module, train: Tensors, hp: dict, *, seed: int, augment: dict,
         val: Tensors | None = None, log: Callable[[str], None] = print,
         resume: str | Path | None = None, resume_tag: str = "", stop_after_epoch: int | None = None) -> dict:
@@ -211,6 +320,9 @@ def fit(model: nn.Module, train: Tensors, hp: dict, *, seed: int, augment: dict,
     resumed run ends with exactly the weights of an uninterrupted one. The file is removed when
     training completes. ``stop_after_epoch`` kills the process with SIGKILL after saving that
     epoch (for testing interruption)."""
+    autocast_dtype(hp["amp"], train.images.device)  # a bad amp setting stops here, before any work
+    if train.images.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed batch shapes: cuDNN times its kernels once, then reuses the fastest
     gen = torch.Generator().manual_seed(seed)
     opt = make_optimizer(model, hp)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=hp["label_smoothing"])
@@ -222,7 +334,7 @@ def fit(model: nn.Module, train: Tensors, hp: dict, *, seed: int, augment: dict,
     key = _resume_key(hp, seed, n, resume_tag)
     if resume is not None and (state := _load_resume(resume, key, log)) is not None:
         model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+        _load_optimizer_state(opt, state["optimizer"])
         gen.set_state(state["generator"])
         history = json.loads(state["history"])
         best = (state["best_val"], state["best_state"], state["best_epoch"])
@@ -232,32 +344,12 @@ def fit(model: nn.Module, train: Tensors, hp: dict, *, seed: int, augment: dict,
     model.train()
     for epoch in range(first_epoch, hp["epochs"]):
         t0 = time.perf_counter()
-        perm = torch.randperm(n, generator=gen).to(train.images.device)
-        total_loss, correct, seen = 0.0, 0, 0
-        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{hp['epochs']}", leave=False,
-                   disable=not sys.stderr.isatty())  # a progress bar at a terminal only; logs stay clean
-        for step in bar:
-            idx = perm[step * bs:(step + 1) * bs]
-            x = random_crop_flip(as_float(train.images[idx]), gen, augment.get("crop_padding", 0), augment.get("flip", False))
-            y = train.labels[idx]
-            lr = learning_rate(hp, epoch, step, steps)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            logits = model(x)
-            loss = loss_fn(logits, y)
-            if not torch.isfinite(loss):
-                raise WPError(f"training diverged (loss {float(loss)}) at epoch {epoch + 1}: lower the learning rate")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total_loss += float(loss.detach()) * len(y)
-            correct += int((logits.argmax(1) == y).sum())
-            seen += len(y)
+        total_loss, correct, seen, lr = _train_epoch(model, opt, loss_fn, train, hp, epoch, steps, gen, augment)
         seconds = time.perf_counter() - t0
         row = {"epoch": epoch + 1, "loss": total_loss / seen, "train_top1": 100.0 * correct / seen, "lr": lr,
                "seconds": seconds, "images_per_s": seen / seconds}
         if val is not None:
-            row["val_top1"] = evaluate(model, val, hp["eval_batch_size"])
+            row["val_top1"] = evaluate(model, val, hp["eval_batch_size"], hp["amp"])
             if row["val_top1"] > best[0]:
                 best = (row["val_top1"], copy.deepcopy(model.state_dict()), epoch + 1)
         history.append(row)
@@ -273,7 +365,7 @@ def fit(model: nn.Module, train: Tensors, hp: dict, *, seed: int, augment: dict,
     if val is not None and best[1] is not None:
         model.load_state_dict(best[1])
         kept = best[2]
-    recalibrate_bn(model, train, hp["bn_recalibrate"], hp["batch_size"])
+    recalibrate_bn(model, train, hp["bn_recalibrate"], hp["batch_size"], hp["amp"])
     if resume is not None and resume.exists():
         resume.unlink()
     return {"history": history, "kept_epoch": kept, "seconds": time.perf_counter() - t_start}

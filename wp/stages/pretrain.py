@@ -25,7 +25,7 @@ def run(data_path: str | Path, network: str, hp: dict, out_ckpt: str | Path, out
     print(f"pretrain {network} on {ds.name}: {len(train)} train / {len(test)} test images, {hp['epochs']} epochs, {dev}", flush=True)
     result = fit(model, train, hp, seed=seed, augment=augment_for(ds), val=val,
                  resume=f"{out_ckpt}.resume", resume_tag=sha256(data_path), stop_after_epoch=stop_after_epoch)
-    top1 = evaluate(model, test, hp["eval_batch_size"])
+    top1 = evaluate(model, test, hp["eval_batch_size"], hp["amp"])
     print(f"pretrained {network}: test top-1 {top1:.2f}%", flush=True)
     metrics = {"stage": "pretrain", "dataset": ds.name, "network": network, "test_top1": top1,
                "test_images": len(test), "train_images": len(train), "epochs": hp["epochs"],

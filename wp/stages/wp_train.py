@@ -31,13 +31,13 @@ def run(data_path: str | Path, ckpt_path: str | Path, pool_path: str | Path, net
     model = checkpoint.build(ckpt, dev)
     before = pool.indices(model, centers, layers)
     pool.attach(model, centers, layers)
-    direct = evaluate(model, test, hp["eval_batch_size"])
+    direct = evaluate(model, test, hp["eval_batch_size"], hp["amp"])
     print(f"wp_train {network} K={k} on {ds.name}: direct replacement top-1 {direct:.2f}%, "
           f"{len(layers)} pooled layers, {hp['epochs']} epochs, {dev}", flush=True)
     result = fit(model, train, hp, seed=seed, augment=augment_for(ds), val=val,
                  resume=f"{out_ckpt}.resume", resume_tag=f"{sha256(data_path)} {sha256(ckpt_path)} {sha256(pool_path)}",
                  stop_after_epoch=stop_after_epoch)
-    top1 = evaluate(model, test, hp["eval_batch_size"])
+    top1 = evaluate(model, test, hp["eval_batch_size"], hp["amp"])
     after = pool.indices(model, centers, layers)
     pool.detach(model)
     changed = sum(int((before[n] != after[n]).sum()) for n in layers)
