@@ -184,9 +184,12 @@ def fake_quant(x: torch.Tensor, bits: int, rng: float, signed: bool = False, ste
     step = act_step(bits, rng, signed)
     cmin, cmax = code_limits(bits, signed)
     lo, hi = cmin * step, cmax * step
+    # quantize in fp32 even under bf16 autocast (bf16 cannot tell x/Δ's half-steps apart); the
+    # quantized values (at most 16-bit codes times a power of two) then cast back exactly for B <= 8
+    xf = x.float()
     if not ste:
-        return torch.clamp(torch.round(x / step) * step, lo, hi)
-    return _StraightThroughQuant.apply(x, step, lo, hi)
+        return torch.clamp(torch.round(xf / step) * step, lo, hi).to(x.dtype)
+    return _StraightThroughQuant.apply(xf, step, lo, hi).to(x.dtype)
 
 
 class _StraightThroughQuant(torch.autograd.Function):
