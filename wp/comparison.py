@@ -14,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from wp import WPError, checkpoint, compression, models  # noqa: E402
@@ -115,6 +116,10 @@ def plot(df: pd.DataFrame, out: str | Path) -> None:
         front = pareto(list(zip(rows.ratio_int8, rows.top1)))
         ax.plot([p[0] for p in front], [p[1] for p in front], "--", color="0.5", linewidth=0.8, zorder=2, label="Pareto front")
         ax.set_xscale("log")
+        lo, hi = float(rows.ratio_int8.min()), float(rows.ratio_int8.max())
+        ticks = [t for t in (1, 2, 4, 8, 16, 32, 64, 128, 256) if lo / 2 < t < hi * 2]
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("compression vs int8 weights (x, log scale)")
         ax.set_ylabel("test top-1 (%)")
         ax.set_title(f"{network} ({dataset})", fontsize=10)
