@@ -134,6 +134,28 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--table6", required=True)
     sp.add_argument("--lut-png", required=True)
     sp.add_argument("--act-png", required=True)
+    # --- comparison with related methods (issue 7) ---
+    sp = sub.add_parser("compare", help="one comparison job: prune, ternary, valueset or sharing from the float network")
+    sp.add_argument("--method", required=True, choices=["prune", "ternary", "valueset", "sharing"])
+    sp.add_argument("--setting", required=True,
+                    help="prune: sparsity (0.9); ternary: weights | weights_acts; valueset: set name (pm1); sharing: budget (0.99)")
+    sp.add_argument("--data", required=True)
+    sp.add_argument("--checkpoint", required=True, help="pretrained checkpoint")
+    sp.add_argument("--pretrain-metrics", default=None, help="pretrained.json (sharing: which images pretraining used)")
+    sp.add_argument("--network", required=True)
+    sp.add_argument("--hparams", type=str, default="{}", help="JSON training settings (prune: per round)")
+    sp.add_argument("--options", type=str, default="{}", help="JSON method options (config key compare.<method>)")
+    sp.add_argument("--out", required=True, help="compressed checkpoint .pt")
+    sp.add_argument("--metrics", required=True, help="metrics .json")
+    common(sp)
+
+    sp = sub.add_parser("compare_table", aliases=["compare-table"], help="tables/compare.csv + .md and the Pareto plot")
+    sp.add_argument("--metrics", nargs="+", required=True, help="pretrained.json, wp{K}.json and compare metrics")
+    sp.add_argument("--checkpoints", nargs="+", required=True, help="pretrained.pt and wp{K}.pt (for the footprints)")
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--md", default=None)
+    sp.add_argument("--png", required=True)
+    # --- end comparison ---
 
     sp = sub.add_parser("check-config", help="validate a config file, print it with defaults filled in")
     sp.add_argument("configfile")
@@ -209,6 +231,22 @@ def dispatch(args: argparse.Namespace) -> None:
         from wp.stages import sweep_plots
 
         sweep_plots.run(args.table5, args.table6, args.lut_png, args.act_png)
+    # --- comparison with related methods (issue 7) ---
+    elif cmd == "compare":
+        from wp.stages import compare
+
+        try:
+            options = json.loads(args.options)
+        except json.JSONDecodeError as exc:
+            raise WPError(f"--options is not valid JSON ({exc}): pass a JSON object") from exc
+        compare.run(args.method, args.setting, args.data, args.checkpoint, args.network,
+                    _hparams(args.hparams) if args.method != "sharing" else {}, options, args.out, args.metrics,
+                    pretrain_metrics=args.pretrain_metrics, seed=args.seed, device=args.device)
+    elif cmd == "compare_table":
+        from wp.stages import compare_table
+
+        compare_table.run(args.metrics, args.checkpoints, args.out, args.md, args.png)
+    # --- end comparison ---
     elif cmd == "check_config":
         from wp import config
 

@@ -69,6 +69,7 @@ def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
         e = errors[0]
         raise WPError(f"config: {_where(e)}: {e.message} (fix it in config.yaml or on the --config line)")
     check_names(config)
+    check_compare(config)
     return config
 
 
@@ -86,6 +87,22 @@ def check_names(config: dict) -> None:
     retrain = config.get("sweeps", {}).get("table6", {}).get("retrain_bits")
     for net in retrain if isinstance(retrain, dict) else []:
         models.check_name(net)
+
+
+# --- comparison with related methods (issue 7) ---
+def check_compare(config: dict) -> None:
+    """The compare block names networks of the experiments and known value sets."""
+    from wp.methods import valueset
+
+    cmp = config["compare"]
+    listed = {n for nets in config["experiments"].values() for n in nets}
+    for net in cmp["networks"]:
+        if net not in listed:
+            raise WPError(f"config: compare.networks: {net!r} is in no experiment: add it to experiments or remove it here")
+    for name in cmp["valueset"]["sets"]:
+        if name not in valueset.VALUE_SETS:
+            raise WPError(f"config: compare.valueset.sets: unknown value set {name!r}: use one of {', '.join(valueset.VALUE_SETS)}")
+# --- end comparison ---
 
 
 def load(path: str | Path) -> dict:

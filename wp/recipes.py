@@ -68,6 +68,29 @@ SMOKE = {
 for _stage in SMOKE.values():
     _stage["mobilenet_v2"]["train_subset"] = 1500
 
+# --- comparison methods (issue 7): retraining settings of prune (per round), ternary and valueset ---
+# paper: pruning fine-tunes with each network's pretraining optimizer at 0.1x its learning rate (Han et al.),
+# 20 epochs per round; ternary: TWTA-Net's Adam 1e-2 then 1e-3, 200 + 200 epochs, batch 200; value-set
+# search: the seed's ResNet-20 CIFAR-10 config (SGD 0.1, momentum 0.9, wd 1e-4, cosine, 200 epochs).
+COMPARE_STAGES = ("prune", "ternary", "valueset")
+_ALL_NETS = (*RESNETS, "mobilenet_v2", "tinyconv")
+PAPER["prune"] = {net: {**PAPER["pretrain"][net], "lr": PAPER["pretrain"][net]["lr"] * 0.1, "schedule": "constant", "epochs": 20}
+                  for net in _ALL_NETS}
+PAPER["ternary"] = {net: {"optimizer": "adam", "lr": 1e-2, "schedule": "step", "gamma": 0.1, "step_epochs": 200,
+                          "weight_decay": 0.0, "batch_size": 200, "epochs": 400} for net in _ALL_NETS}
+PAPER["valueset"] = {net: {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "schedule": "cosine",
+                           "batch_size": 128, "epochs": 200} for net in _ALL_NETS}
+FAST["prune"] = {net: {**_FAST, "lr": 0.02, "warmup_epochs": 0.5, "epochs": 5} for net in _ALL_NETS}
+FAST["ternary"] = {net: {**_FAST, "lr": 0.05, "warmup_epochs": 1, "epochs": 15} for net in _ALL_NETS}
+FAST["valueset"] = {net: {**_FAST, "lr": 0.05, "warmup_epochs": 1, "epochs": 15} for net in _ALL_NETS}
+SMOKE["prune"] = {net: {**_SMOKE, "lr": 0.005, "warmup_epochs": 0.2, "epochs": 1} for net in _ALL_NETS}
+SMOKE["ternary"] = {net: {**_SMOKE, "lr": 0.01, "warmup_epochs": 0.2, "epochs": 2} for net in _ALL_NETS}
+SMOKE["valueset"] = {net: {**_SMOKE, "lr": 0.01, "warmup_epochs": 0.2, "epochs": 2} for net in _ALL_NETS}
+for _stage in COMPARE_STAGES:
+    SMOKE[_stage]["mobilenet_v2"]["train_subset"] = 1500
+STAGES = STAGES + COMPARE_STAGES
+# --- end comparison methods ---
+
 RECIPES = {"paper": PAPER, "fast": FAST, "smoke": SMOKE}
 
 

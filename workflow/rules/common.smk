@@ -133,3 +133,65 @@ def sweep_outputs():
         f"{TABLES}/plots/accuracy_vs_lut_bits.png",
         f"{TABLES}/plots/accuracy_vs_act_bits.png",
     ]
+# --- comparison with related methods (issue 7) ---
+COMPARE_METHODS = ("prune", "ternary", "valueset", "sharing")
+TERNARY_SETTING = {False: "weights", True: "weights_acts"}
+# the list of each method's settings makes its jobs; the rest of its block is every job's options
+COMPARE_SETTING_LISTS = {"prune": "sparsities", "ternary": "activations", "valueset": "sets", "sharing": "budgets"}
+
+
+def compare_jobs():
+    """(dataset, network) pairs compared: the experiments, restricted to compare.networks when given."""
+    nets = config["compare"]["networks"]
+    return [(d, n) for d, n in jobs() if not nets or n in nets]
+
+
+def compare_settings(method):
+    """The settings of ``method`` as they appear in file names and in the table."""
+    if method not in config["compare"]["methods"]:
+        return []
+    values = config["compare"][method][COMPARE_SETTING_LISTS[method]]
+    if method == "ternary":
+        return [TERNARY_SETTING[v] for v in values]
+    if method in ("prune", "sharing"):
+        return [f"{float(v):g}" for v in values]
+    return list(values)
+
+
+def compare_options(method):
+    """The method's options other than its settings list (a params value: changing one reruns its jobs)."""
+    block = config["compare"][method]
+    return json.dumps({k: v for k, v in block.items() if k != COMPARE_SETTING_LISTS[method]}, sort_keys=True)
+
+
+def compare_code(method):
+    """Code files of one comparison method's jobs."""
+    return code("wp/models", "wp/train.py", "wp/augment.py", "wp/checkpoint.py", "wp/compression.py",
+                "wp/methods/__init__.py", "wp/methods/layers.py", "wp/methods/steps.py", f"wp/methods/{method}.py",
+                "wp/stages/common.py", "wp/stages/compare.py", "wp/stages/compare_common.py", f"wp/stages/compare_{method}.py")
+
+
+def compare_metrics():
+    out = []
+    for d, n in compare_jobs():
+        out.append(f"{RESULTS}/{d}/{n}/pretrained.json")
+        if "wp" in config["compare"]["methods"]:
+            out += [f"{RESULTS}/{d}/{n}/wp{k}.json" for k in config["pool_sizes"]]
+        for method in COMPARE_METHODS:
+            out += [f"{RESULTS}/{d}/{n}/compare/{method}/{s}.json" for s in compare_settings(method)]
+    return out
+
+
+def compare_checkpoints():
+    """The float and pooled checkpoints whose networks the table's footprints are computed from."""
+    out = []
+    for d, n in compare_jobs():
+        out.append(f"{RESULTS}/{d}/{n}/pretrained.pt")
+        if "wp" in config["compare"]["methods"]:
+            out += [f"{RESULTS}/{d}/{n}/wp{k}.pt" for k in config["pool_sizes"]]
+    return out
+
+
+def compare_outputs():
+    return [f"{TABLES}/compare.csv", f"{TABLES}/compare.md", f"{TABLES}/plots/compare_pareto.png"]
+# --- end comparison ---

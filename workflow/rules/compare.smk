@@ -1,0 +1,80 @@
+# Comparison with related methods (issue 7): one job per (dataset, network, method, setting), each
+# starting from the shared pretrained network, then one table + Pareto plot over all of them.
+
+
+rule compare_train:
+    output:
+        ckpt=f"{RESULTS}/{{dataset}}/{{network}}/compare/{{method}}/{{setting}}.pt",
+        metrics=f"{RESULTS}/{{dataset}}/{{network}}/compare/{{method}}/{{setting}}.json",
+    wildcard_constraints:
+        method="prune|ternary|valueset",
+        setting="[A-Za-z0-9_.]+",
+    input:
+        data=f"{RESULTS}/{{dataset}}/data.h5",
+        ckpt=f"{RESULTS}/{{dataset}}/{{network}}/pretrained.pt",
+        code=lambda wc: compare_code(wc.method),
+    params:
+        hparams=lambda wc: hparams_json(wc.method, wc.network),
+        options=lambda wc: compare_options(wc.method),
+        seed=config["seed"],
+        device=config["device"],
+    threads: config["threads"]
+    resources:
+        gpu=GPU,
+    log:
+        f"{LOGS}/compare/{{dataset}}/{{network}}/{{method}}/{{setting}}.log",
+    benchmark:
+        f"{BENCH}/compare/{{dataset}}/{{network}}/{{method}}/{{setting}}.tsv"
+    shell:
+        "{PY} compare --method {wildcards.method} --setting {wildcards.setting:q} --data {input.data:q} "
+        "--checkpoint {input.ckpt:q} --network {wildcards.network} --hparams {params.hparams:q} "
+        "--options {params.options:q} --seed {params.seed} --device {params.device} --threads {threads} "
+        "--out {output.ckpt:q} --metrics {output.metrics:q} > {log:q} 2>&1"
+
+
+rule compare_sharing:
+    output:
+        ckpt=f"{RESULTS}/{{dataset}}/{{network}}/compare/sharing/{{setting}}.pt",
+        metrics=f"{RESULTS}/{{dataset}}/{{network}}/compare/sharing/{{setting}}.json",
+    wildcard_constraints:
+        setting="[0-9.]+",
+    input:
+        data=f"{RESULTS}/{{dataset}}/data.h5",
+        ckpt=f"{RESULTS}/{{dataset}}/{{network}}/pretrained.pt",
+        pretrain_metrics=f"{RESULTS}/{{dataset}}/{{network}}/pretrained.json",
+        code=compare_code("sharing"),
+    params:
+        options=compare_options("sharing"),
+        seed=config["seed"],
+        device=config["device"],
+    threads: config["threads"]
+    resources:
+        gpu=GPU,
+    log:
+        f"{LOGS}/compare/{{dataset}}/{{network}}/sharing/{{setting}}.log",
+    benchmark:
+        f"{BENCH}/compare/{{dataset}}/{{network}}/sharing/{{setting}}.tsv"
+    shell:
+        "{PY} compare --method sharing --setting {wildcards.setting} --data {input.data:q} "
+        "--checkpoint {input.ckpt:q} --pretrain-metrics {input.pretrain_metrics:q} --network {wildcards.network} "
+        "--options {params.options:q} --seed {params.seed} --device {params.device} --threads {threads} "
+        "--out {output.ckpt:q} --metrics {output.metrics:q} > {log:q} 2>&1"
+
+
+rule compare_table:
+    output:
+        csv=report(f"{TABLES}/compare.csv", category="Tables", caption="../report/compare.rst"),
+        md=f"{TABLES}/compare.md",
+        png=report(f"{TABLES}/plots/compare_pareto.png", category="Figures", caption="../report/compare_pareto.rst"),
+    input:
+        metrics=compare_metrics(),
+        checkpoints=compare_checkpoints(),
+        code=code("wp/models", "wp/checkpoint.py", "wp/compression.py", "wp/tables.py", "wp/plots.py",
+                  "wp/comparison.py", "wp/stages/compare_table.py"),
+    log:
+        f"{LOGS}/compare_table.log",
+    benchmark:
+        f"{BENCH}/compare_table.tsv"
+    shell:
+        "{PY} compare_table --metrics {input.metrics:q} --checkpoints {input.checkpoints:q} --out {output.csv:q} "
+        "--md {output.md:q} --png {output.png:q} > {log:q} 2>&1"

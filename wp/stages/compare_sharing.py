@@ -1,0 +1,109 @@
+"""Stage ``compare --method sharing``: retraining-free per-layer weight sharing (see wp.methods.sharing).
+
+The search is scored on a validation split of ``val_images`` training images, drawn (seeded) from the
+training images the float network did *not* train on when there are enough of them (the pretrain
+recipe used a subset or held some out), otherwise from the whole training set (then the metrics say
+``validation_seen_in_training: true``). The test set, the same images the float network was scored
+on, is used once, for the final choice.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from wp import WPError
+from wp.compression import weight_layers
+from wp.methods import sharing
+from wp.stages import compare_common
+from wp.stages.common import seed_everything
+from wp.train import evaluate, subset_indices, to_device
+
+DEFAULT_CLUSTERS = (2, 4, 8, 16, 32, 64, 128, 256)
+
+
+def pretrain_train_indices(labels: np.ndarray, hp: dict, seed: int) -> np.ndarray:
+    """The training images the float network was fitted on (as ``wp.stages.common.splits`` chose them)."""
+    tr = subset_indices(labels, hp.get("train_subset"), seed)
+    if hp.get("selection") == "best_val":
+        perm = np.random.default_rng(seed + 1).permutation(tr)
+        tr = np.sort(perm[max(1, int(round(len(perm) * hp["val_fraction"]))):])
+    return tr
+
+
+def validation_indices(labels: np.ndarray, pretrain_hp: dict, pretrain_seed: int, n: int, seed: int) -> tuple[np.ndarray, bool]:
+    """(indices of ``n`` validation images from the training set, whether they were seen in pretraining)."""
+    unseen = np.setdiff1d(np.arange(len(labels)), pretrain_train_indices(labels, pretrain_hp, pretrain_seed))
+    rng = np.random.default_rng(seed + 2)
+    if len(unseen) >= n:
+        return np.sort(rng.choice(unseen, n, replace=False)), False
+    return np.sort(rng.choice(len(labels), min(n, len(labels)), replace=False)), True
+
+
+def run(data_path: str | Path, ckpt_path: str | Path, pretrain_metrics: str | Path, network: str, budget: float,
+        out_ckpt: str | Path, out_metrics: str | Path, *, clusters: list[int] | tuple[int, ...] = DEFAULT_CLUSTERS,
+        val_images: int = 1000, max_iter: int = 100, seed: int = 0, device: str = "auto") -> dict:
+    sharing.check_budget(budget)
+    if not clusters or min(clusters) < 2:
+        raise WPError(f"sharing cluster counts {list(clusters)} are invalid: give a list of integers >= 2")
+    try:
+        pre = json.loads(Path(pretrain_metrics).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise WPError(f"pretrain metrics {pretrain_metrics} are missing or corrupt ({exc}): rerun pretrain") from exc
+    s = compare_common.start(data_path, ckpt_path, network, device)
+    pre_hp, pre_seed = pre["hparams"], pre["provenance"]["seed"]
+    val_idx, seen = validation_indices(s.ds.train.labels, pre_hp, pre_seed, val_images, seed)
+    val = to_device(s.ds.train.images[val_idx], s.ds.train.labels[val_idx], s.device)
+    te = subset_indices(s.ds.test.labels, pre_hp.get("test_subset"), pre_seed)  # the float row's test images
+    test = to_device(s.ds.test.images[te], s.ds.test.labels[te], s.device)
+    bs = pre_hp.get("eval_batch_size", 1024)
+    seed_everything(seed)
+    model = s.model
+    compare_common.float_top1(s, test, bs)
+    t0 = time.perf_counter()
+    base_val = evaluate(model, val, bs)
+    modules = weight_layers(model)
+    names = list(modules)
+    originals = {n: modules[n].weight.detach().clone() for n in names}
+    shared = {(n, k): sharing.share(originals[n], k, max_iter) for n in names for k in sorted(set(clusters))}
+    print(f"sharing {network}: {len(names)} layers x {len(set(clusters))} cluster counts, {len(val)} validation images "
+          f"({'seen' if seen else 'not seen'} in pretraining), float val top-1 {base_val:.2f}%, budget {budget}", flush=True)
+
+    @torch.no_grad()
+    def set_weights(choice: dict[str, sharing.Option]) -> None:
+        for n in names:
+            opt = choice.get(n)
+            modules[n].weight.copy_(originals[n] if opt is None or opt.k == 0 else shared[(n, opt.k)][0])
+
+    sweep = []
+    for n in names:
+        for k in sorted(set(clusters)):
+            set_weights({n: sharing.Option(k, shared[(n, k)][1], 0.0)})
+            sweep.append({"layer": n, "k": k, "k_used": shared[(n, k)][1], "val_top1": evaluate(model, val, bs)})
+    set_weights({})
+    options = {n: sharing.candidates(sweep, n, base_val, budget) for n in names}
+
+    def score(choice: dict[str, sharing.Option]) -> float:
+        set_weights(choice)
+        return evaluate(model, val, bs)
+
+    choice, val_top1, evaluations = sharing.greedy(options, {n: modules[n].weight.numel() for n in names}, base_val,
+                                                   budget, score, resolution=100.0 / len(val))
+    set_weights(choice)
+    seconds = time.perf_counter() - t0
+    top1 = evaluate(model, test, bs)
+    k_used = {n: c.k_used for n, c in choice.items() if c.k > 0}
+    print(f"sharing {network}: {len(k_used)}/{len(names)} layers shared, val top-1 {val_top1:.2f}% "
+          f"(needs >= {budget * base_val:.2f}%), {len(sweep)} sweep + {evaluations} search evaluations", flush=True)
+    return compare_common.finish(
+        s, model, method="sharing", setting=f"{budget:g}", network=network, test=test, top1=top1,
+        footprint=sharing.footprint(model, k_used), retrain_epochs=0, seconds=seconds, hp={"eval_batch_size": bs},
+        seed=seed, out_ckpt=out_ckpt, out_metrics=out_metrics,
+        details={"budget": budget, "float_val_top1": base_val, "val_top1": val_top1, "val_images": len(val),
+                 "validation_seen_in_training": seen, "clusters": sorted(set(clusters)),
+                 "layer_clusters": {n: c.k_used for n, c in choice.items()}, "sweep": sweep,
+                 "sweep_evaluations": len(sweep), "search_evaluations": evaluations})

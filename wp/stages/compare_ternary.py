@@ -1,0 +1,41 @@
+"""Stage ``compare --method ternary``: ternary weights (TWN), optionally ternary activations (TWTA-Net),
+retrained with a straight-through estimator from the shared pretrained network (see wp.methods.ternary)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from wp.methods import layers as layer_choice, ternary
+from wp.stages import compare_common
+from wp.stages.common import augment_for, seed_everything, splits
+from wp.train import evaluate, fit
+
+
+def run(data_path: str | Path, ckpt_path: str | Path, network: str, hp: dict, out_ckpt: str | Path,
+        out_metrics: str | Path, *, activations: bool = False, seed: int = 0, device: str = "auto") -> dict:
+    s = compare_common.start(data_path, ckpt_path, network, device)
+    train, val, test = splits(s.ds, hp, seed, s.device)
+    seed_everything(seed)
+    model = s.model
+    compare_common.float_top1(s, test, hp["eval_batch_size"])
+    layers = layer_choice.select(model, keep_first=True, keep_last=True)
+    ternary.attach(model, layers, activations=activations)
+    direct = evaluate(model, test, hp["eval_batch_size"])
+    print(f"ternary {network} ({'weights and activations' if activations else 'weights'}): {len(layers)} ternary layers, "
+          f"direct top-1 {direct:.2f}%, {hp['epochs']} epochs, {s.device}", flush=True)
+    t0 = time.perf_counter()
+    result = fit(model, train, hp, seed=seed, augment=augment_for(s.ds), val=val, resume=f"{out_ckpt}.resume",
+                 resume_tag=f"{compare_common.inputs_digest(data_path, ckpt_path)} activations {activations}")
+    seconds = time.perf_counter() - t0
+    ternary.bake(model)
+    top1 = evaluate(model, test, hp["eval_batch_size"])  # the activation quantizers stay on
+    modules = dict(model.named_modules())
+    alphas = {n: float(modules[n].weight.detach().abs().max()) for n in layers}
+    zeros = {n: float((modules[n].weight.detach() == 0).float().mean()) for n in layers}
+    return compare_common.finish(
+        s, model, method="ternary", setting="weights_acts" if activations else "weights", network=network, test=test,
+        top1=top1, footprint=ternary.footprint(model, layers), retrain_epochs=hp["epochs"], seconds=seconds, hp=hp,
+        seed=seed, out_ckpt=out_ckpt, out_metrics=out_metrics,
+        details={"direct_top1": direct, "ternary_activations": activations, "ternary_layers": layers,
+                 "alpha": alphas, "zero_fraction": zeros, "history": result["history"]})

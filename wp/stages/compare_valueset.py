@@ -1,0 +1,66 @@
+"""Stage ``compare --method valueset``: SLB-style categorical search of every weight over a value set,
+warm-started from the shared pretrained network (see wp.methods.valueset)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from wp import WPError
+from wp.methods import layers as layer_choice, valueset
+from wp.methods.steps import after_every_step
+from wp.stages import compare_common
+from wp.stages.common import augment_for, seed_everything, splits
+from wp.train import evaluate, fit
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Optimizer steps per epoch of ``wp.train.fit`` (it drops the last partial batch)."""
+    return max(1, n // batch_size) if n >= batch_size else 1
+
+
+def run(data_path: str | Path, ckpt_path: str | Path, network: str, hp: dict, value_set: str, out_ckpt: str | Path,
+        out_metrics: str | Path, *, t0: float = 1.0, decay: float = 0.97, t_min: float = 1e-5,
+        sharpness: float = 1e-3, quantize_first: bool = False, quantize_last: bool = False, seed: int = 0,
+        device: str = "auto") -> dict:
+    vals = valueset.values(value_set)
+    if sharpness < 0:
+        raise WPError(f"value-set warm-start sharpness {sharpness} is negative: use 0 (the original's uniform start) or more")
+    s = compare_common.start(data_path, ckpt_path, network, device)
+    train, val, test = splits(s.ds, hp, seed, s.device)
+    seed_everything(seed)
+    model = s.model
+    compare_common.float_top1(s, test, hp["eval_batch_size"])
+    layers = layer_choice.select(model, keep_first=not quantize_first, keep_last=not quantize_last)
+    params = valueset.attach(model, layers, vals.to(s.device), t0=t0, decay=decay, t_min=t_min, sharpness=sharpness)
+    before = valueset.choices(model, layers)
+    direct = evaluate(model, test, hp["eval_batch_size"])
+    print(f"valueset {network} over {value_set} {vals.tolist()}: {len(layers)} searched layers, "
+          f"start top-1 {direct:.2f}%, {hp['epochs']} epochs, {s.device}", flush=True)
+    per_epoch = steps_per_epoch(len(train), hp["batch_size"])
+
+    def advance(_optimizer) -> None:
+        for p in params:
+            p.advance(per_epoch)
+
+    t_start = time.perf_counter()
+    with after_every_step(advance):
+        result = fit(model, train, hp, seed=seed, augment=augment_for(s.ds), val=val, resume=f"{out_ckpt}.resume",
+                     resume_tag=f"{compare_common.inputs_digest(data_path, ckpt_path)} {value_set} {t0} {decay} {t_min} "
+                                f"{sharpness} {quantize_first} {quantize_last}")
+    seconds = time.perf_counter() - t_start
+    after = valueset.choices(model, layers)
+    changed = sum(int((before[n] != after[n]).sum()) for n in layers)
+    searched = sum(v.numel() for v in after.values())
+    scales = valueset.scales(model, layers)
+    temperature = float(params[0].temperature) if params else t0
+    valueset.bake(model)
+    top1 = evaluate(model, test, hp["eval_batch_size"])
+    print(f"valueset {value_set}: {changed}/{searched} weights changed value during the search, final T {temperature:.3g}", flush=True)
+    return compare_common.finish(
+        s, model, method="valueset", setting=value_set, network=network, test=test, top1=top1,
+        footprint=valueset.footprint(model, layers, len(vals)), retrain_epochs=hp["epochs"], seconds=seconds, hp=hp,
+        seed=seed, out_ckpt=out_ckpt, out_metrics=out_metrics,
+        details={"direct_top1": direct, "value_set": vals.tolist(), "searched_layers": layers, "scale": scales,
+                 "weights_changed": changed, "weights_searched": searched, "final_temperature": temperature,
+                 "temperature": {"start": t0, "decay": decay, "min": t_min}, "sharpness": sharpness, "history": result["history"]})
