@@ -27,7 +27,7 @@ fashion-mnist:
 
 demo: install fashion-mnist
 	PATH=$(abspath $(BIN)):$$PATH snakemake --cores $(CORES)
-	@cat tables/table4.md
+	@cat tables/table4.md tables/table5.md tables/table6.md tables/table3.md tables/compare.md
 
 test: install
 	$(BIN)/python -m pytest -q

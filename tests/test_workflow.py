@@ -24,6 +24,7 @@ CONFIG = {
         "wp_train": {"epochs": 1, "batch_size": 32, "train_subset": 600, "test_subset": 200},
         "act_train": {"epochs": 1, "batch_size": 32, "train_subset": 600, "test_subset": 200},
     },
+    "compare": {"methods": ["wp"]},  # the other methods run in tests/test_compare_workflow.py
     "sweeps": {"pool_size": 16, "table5": {"lut_bits": [16, 4]}, "table6": {"act_bits": [8, 4], "retrain_bits": [4]}},
 }
 
