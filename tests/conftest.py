@@ -1,13 +1,57 @@
 import os
+import re
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def copy_workflow(work: Path) -> Path:
+    """A runnable copy of the workflow (``wp/`` and ``workflow/``) in ``work``, so that a test's
+    results never land in the repository."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(REPO / "wp", work / "wp", ignore=ignore)
+    shutil.copytree(REPO / "workflow", work / "workflow", ignore=ignore)
+    return work
+
+
+def snakemake(work: Path, *args: str, config: dict | None = None, env: dict | None = None,
+              cores: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess:
+    """``snakemake`` on the copy in ``work`` (``config``, when given, is written to its config.yaml first)."""
+    cfg = work / "config.yaml"
+    if config is not None:
+        cfg.write_text(yaml.safe_dump(config))
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(work / "workflow" / "Snakefile"), "--directory", str(work)]
+    if cfg.exists():
+        cmd += ["--configfile", str(cfg)]
+    if cores:
+        cmd += ["--cores", "2"]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, cwd=work, env=env, timeout=timeout)
+
+
+def planned(work: Path, config: dict, *targets: str) -> dict[str, list[str]]:
+    """{rule: [wildcards line, ...]} of a dry run (the ``all`` rule left out)."""
+    r = snakemake(work, "-n", *targets, config=config)
+    assert r.returncode == 0, r.stdout + r.stderr
+    jobs: dict[str, list[str]] = {}
+    rule = None
+    for line in r.stdout.splitlines():
+        m = re.match(r"^(?:local)?rule (\w+):", line)
+        if m:
+            rule = m.group(1) if m.group(1) != "all" else None
+            if rule:
+                jobs.setdefault(rule, [])
+        elif rule and line.strip().startswith("wildcards:"):
+            jobs[rule].append(line.strip())
+    return jobs
 
 
 @pytest.fixture(scope="session")

@@ -3,39 +3,32 @@ through a submit script that runs it in the background, polls a status script an
 outputs. Also checks the SLURM profile names resources for every rule."""
 
 import os
-import shutil
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, copy_workflow, snakemake
 
 pytestmark = pytest.mark.slow
 
 
 def test_workflow_through_cluster_generic_executor(tmp_path):
     pytest.importorskip("snakemake_executor_plugin_cluster_generic")
-    work = tmp_path / "wf"
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    shutil.copytree(REPO / "wp", work / "wp", ignore=ignore)
-    shutil.copytree(REPO / "workflow", work / "workflow", ignore=ignore)
-    (work / "config.yaml").write_text(yaml.safe_dump({
+    work = copy_workflow(tmp_path / "wf")
+    config = {
         "device": "cpu", "threads": 1, "experiments": {"digits": ["tinyconv"]}, "pool_sizes": [8],
         "hparams": {"pretrain": {"epochs": 1, "train_subset": 300, "test_subset": 100},
                     "wp_train": {"epochs": 1, "train_subset": 300, "test_subset": 100}},
-    }))
+    }
     jobs_dir = tmp_path / "jobs"
     jobs_dir.mkdir()
     env = {**os.environ, "WP_FAKE_CLUSTER": str(jobs_dir)}
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(work / "workflow" / "Snakefile"), "--directory", str(work),
-           "--executor", "cluster-generic", "--jobs", "2", "--latency-wait", "5",
-           "--cluster-generic-submit-cmd", f"bash {REPO / 'tests' / 'cluster' / 'submit.sh'}",
-           "--cluster-generic-status-cmd", f"bash {REPO / 'tests' / 'cluster' / 'status.sh'}",
-           "--max-status-checks-per-second", "5", "tables/table4.csv"]
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=work, env=env, timeout=600)
+    r = snakemake(work, "--executor", "cluster-generic", "--jobs", "2", "--latency-wait", "5",
+                  "--cluster-generic-submit-cmd", f"bash {REPO / 'tests' / 'cluster' / 'submit.sh'}",
+                  "--cluster-generic-status-cmd", f"bash {REPO / 'tests' / 'cluster' / 'status.sh'}",
+                  "--max-status-checks-per-second", "5", "tables/table4.csv",
+                  config=config, env=env, cores=False, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     submitted = sorted(p.name for p in jobs_dir.glob("*.exit"))
     # pretrain, cluster, wp_train and table4 went through submit.sh; prepare is a local rule

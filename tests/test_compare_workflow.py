@@ -1,14 +1,11 @@
 """A real snakemake run of the comparison on the digits data: every method in tables/compare.csv,
 then dry runs that prove a changed setting reruns only its own job."""
 
-import re
-import shutil
 
 import pandas as pd
 import pytest
 
-from conftest import REPO
-from test_workflow import snakemake
+from conftest import copy_workflow, planned, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -29,28 +26,9 @@ CONFIG = {
 }
 
 
-def planned(workdir, config, target="tables/compare.csv"):
-    """{rule: [wildcards line, ...]} of a dry run."""
-    r = snakemake(workdir, "-n", target, config=config)
-    assert r.returncode == 0, r.stdout + r.stderr
-    jobs: dict[str, list[str]] = {}
-    rule = None
-    for line in r.stdout.splitlines():
-        m = re.match(r"^(?:local)?rule (\w+):", line)
-        if m:
-            rule = m.group(1)
-            jobs.setdefault(rule, [])
-        elif rule and line.strip().startswith("wildcards:"):
-            jobs[rule].append(line.strip())
-    return jobs
-
-
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    work = tmp_path_factory.mktemp("cmp")
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    shutil.copytree(REPO / "wp", work / "wp", ignore=ignore)
-    shutil.copytree(REPO / "workflow", work / "workflow", ignore=ignore)
+    work = copy_workflow(tmp_path_factory.mktemp("cmp"))
     r = snakemake(work, "tables/compare.csv", config=CONFIG)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return work
@@ -77,16 +55,16 @@ def test_compare_table_has_every_method(finished):
 
 def test_a_new_setting_schedules_only_its_job(finished):
     cfg = {**CONFIG, "compare": {**CONFIG["compare"], "prune": {"sparsities": [0.8, 0.5], "rounds": 2}}}
-    jobs = planned(finished, cfg)
+    jobs = planned(finished, cfg, "tables/compare.csv")
     assert set(jobs) == {"compare_train", "compare_table"}
     assert jobs["compare_train"] == ["wildcards: dataset=digits, network=tinyconv, method=prune, setting=0.5"]
 
 
 def test_changed_method_options_rerun_only_that_method(finished):
     cfg = {**CONFIG, "compare": {**CONFIG["compare"], "sharing": {**CONFIG["compare"]["sharing"], "val_images": 100}}}
-    assert set(planned(finished, cfg)) == {"compare_sharing", "compare_table"}
+    assert set(planned(finished, cfg, "tables/compare.csv")) == {"compare_sharing", "compare_table"}
     cfg = {**CONFIG, "hparams": {**CONFIG["hparams"], "valueset": {**SMALL, "lr": 0.02}}}
-    jobs = planned(finished, cfg)
+    jobs = planned(finished, cfg, "tables/compare.csv")
     assert set(jobs) == {"compare_train", "compare_table"} and all("method=valueset" in w for w in jobs["compare_train"])
 
 

@@ -2,15 +2,12 @@
 runs through snakemake for CIFAR-10 and QuickDraw-100, and a dry run lists the paper's jobs."""
 
 import re
-import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, copy_workflow, snakemake
 from test_data_real import fake_cifar, make_tarball, stage
 
 from wp import data
@@ -18,19 +15,9 @@ from wp import data
 pytestmark = pytest.mark.slow
 
 
-def snakemake(work, cfg, *args):
-    (work / "config.yaml").write_text(yaml.safe_dump(cfg))
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(work / "workflow" / "Snakefile"), "--directory", str(work),
-           "--configfile", str(work / "config.yaml"), "--cores", "2", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=work)
-
-
 @pytest.fixture
 def work(tmp_path):
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    shutil.copytree(REPO / "wp", tmp_path / "wp", ignore=ignore)
-    shutil.copytree(REPO / "workflow", tmp_path / "workflow", ignore=ignore)
-    return tmp_path
+    return copy_workflow(tmp_path)
 
 
 def paper_config(**datasets):
@@ -40,7 +27,7 @@ def paper_config(**datasets):
 
 
 def test_dry_run_lists_the_paper_jobs(work):
-    r = snakemake(work, paper_config(), "-n", "tables/table4.csv")
+    r = snakemake(work, "-n", "tables/table4.csv", config=paper_config())
     assert r.returncode == 0, r.stderr
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", r.stdout, flags=re.M))
     assert counts == {"prepare": "2", "pretrain": "5", "cluster": "15", "wp_train": "15", "table4": "1", "total": "38"}
@@ -48,7 +35,7 @@ def test_dry_run_lists_the_paper_jobs(work):
 
 
 def test_dry_run_lists_the_paper_sweeps(work):
-    r = snakemake(work, paper_config(), "-n", "tables/table3.csv", "tables/table5.csv", "tables/table6.csv")
+    r = snakemake(work, "-n", "tables/table3.csv", "tables/table5.csv", "tables/table6.csv", config=paper_config())
     assert r.returncode == 0, r.stderr
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", r.stdout, flags=re.M))
     # table 5: 4 points x 5 networks; table 6: 6 bit widths x 5 + the paper's retrained points 2+2+1+3+3;
@@ -69,7 +56,7 @@ def test_prepare_runs_for_both_paper_datasets_from_fixtures(work, tmp_path):
         quickdraw100={"classes": ["cat", "baseball_bat", "t-shirt"], "per_class": 10, "train_per_class": 7,
                       "url_template": (qd_dir.as_uri() + "/{name}.npy"), "source_dir": str(tmp_path / "dl")},
     )
-    r = snakemake(work, cfg, "results/cifar10/data.h5", "results/quickdraw100/data.h5")
+    r = snakemake(work, "results/cifar10/data.h5", "results/quickdraw100/data.h5", config=cfg)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     cifar = data.read(work / "results" / "cifar10" / "data.h5")
     assert cifar.train.images.shape[1:] == (3, 32, 32) and len(cifar.test.labels) == 9
@@ -78,14 +65,14 @@ def test_prepare_runs_for_both_paper_datasets_from_fixtures(work, tmp_path):
     assert np.bincount(qd.train.labels).tolist() == [7, 7, 7] and np.bincount(qd.test.labels).tolist() == [3, 3, 3]
     # download settings are not rerun triggers; the class list is
     cfg["datasets"]["quickdraw100"]["download"] = False
-    assert "Nothing to be done" in snakemake(work, cfg, "-n", "results/quickdraw100/data.h5").stdout
+    assert "Nothing to be done" in snakemake(work, "-n", "results/quickdraw100/data.h5", config=cfg).stdout
     cfg["datasets"]["quickdraw100"]["classes"] = ["cat", "t-shirt"]
-    assert "rule prepare" in snakemake(work, cfg, "-n", "results/quickdraw100/data.h5").stdout
+    assert "rule prepare" in snakemake(work, "-n", "results/quickdraw100/data.h5", config=cfg).stdout
 
 
 def test_no_data_and_no_network_says_what_to_do(work, tmp_path):
     cfg = paper_config(cifar10={"download": False}, quickdraw100={"download": False})
-    r = snakemake(work, cfg, "results/cifar10/data.h5")
+    r = snakemake(work, "results/cifar10/data.h5", config=cfg)
     assert r.returncode != 0
     log = (work / "results" / "logs" / "prepare" / "cifar10.log").read_text()
     assert "cifar-10-python.tar.gz" in log and "wp: error:" in log

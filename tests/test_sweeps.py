@@ -74,6 +74,26 @@ def test_float_or_foreign_checkpoints_are_refused(digits_h5, trained_tinyconv, w
     assert not list(tmp_path.iterdir())
 
 
+def relabeled(ckpt_path, dataset, out):
+    """A copy of a checkpoint that claims another dataset (as one trained on it would)."""
+    ck = checkpoint.load(ckpt_path)
+    torch.save({**ck, "dataset": dataset}, out)
+    return out
+
+
+def test_checkpoints_of_another_dataset_are_refused(digits_h5, trained_tinyconv, wp16, tmp_path):
+    match = "was trained on 'fashion_mnist', not 'digits': pass the matching data file"
+    pooled = relabeled(wp16 / "wp16.pt", "fashion_mnist", tmp_path / "pooled.pt")
+    with pytest.raises(WPError, match=match):
+        evaluate(digits_h5, pooled, tmp_path / "a.json")
+    with pytest.raises(WPError, match=match):
+        act_train.run(digits_h5, pooled, "tinyconv", 4, HP, tmp_path / "b.pt", tmp_path / "b.json", device="cpu")
+    float_ck = relabeled(trained_tinyconv, "fashion_mnist", tmp_path / "float.pt")
+    with pytest.raises(WPError, match=match):
+        wp_train.run(digits_h5, float_ck, wp16 / "pool16.h5", "tinyconv", HP, tmp_path / "c.pt", tmp_path / "c.json", device="cpu")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["float.pt", "pooled.pt"]
+
+
 def test_cli_quant_eval_and_bad_lut_bits(digits_h5, wp16, tmp_path):
     base = [sys.executable, "-m", "wp", "quant_eval", "--data", str(digits_h5), "--checkpoint", str(wp16 / "wp16.pt"),
             "--network", "tinyconv", "--act-bits", "6", "--device", "cpu", "--metrics", str(tmp_path / "m.json")]

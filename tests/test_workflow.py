@@ -1,15 +1,10 @@
 """A real snakemake run of the whole DAG on the digits data, then dry runs that prove partial reruns."""
 
-import re
-import shutil
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
-import yaml
 
-from conftest import REPO
+from conftest import copy_workflow, planned, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -29,38 +24,9 @@ CONFIG = {
 }
 
 
-def snakemake(workdir, *args, config=None):
-    cfg = workdir / "config.yaml"
-    if config is not None:
-        cfg.write_text(yaml.safe_dump(config))
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(workdir / "workflow" / "Snakefile"),
-           "--directory", str(workdir), "--configfile", str(cfg), "--cores", "2", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
-
-
-def planned(workdir, config, target="tables/table4.csv"):
-    """{rule: [wildcards line, ...]} of a dry run."""
-    r = snakemake(workdir, "-n", *([target] if target else []), config=config)
-    assert r.returncode == 0, r.stdout + r.stderr
-    jobs: dict[str, list[str]] = {}
-    rule = None
-    for line in r.stdout.splitlines():
-        m = re.match(r"^(?:local)?rule (\w+):", line)
-        if m:
-            rule = m.group(1) if m.group(1) != "all" else None
-            if rule:
-                jobs.setdefault(rule, [])
-        elif rule and line.strip().startswith("wildcards:"):
-            jobs[rule].append(line.strip())
-    return jobs
-
-
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    work = tmp_path_factory.mktemp("wf")
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    shutil.copytree(REPO / "wp", work / "wp", ignore=ignore)
-    shutil.copytree(REPO / "workflow", work / "workflow", ignore=ignore)
+    work = copy_workflow(tmp_path_factory.mktemp("wf"))
     r = snakemake(work, config=CONFIG)  # the default target: tables 3-6 and their plots
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return work
@@ -108,23 +74,22 @@ def test_tables_3_5_6(finished):
 
 
 def test_adding_a_lut_bit_width_schedules_only_its_column(finished):
-    jobs = planned(finished, {**CONFIG, "sweeps": {**CONFIG["sweeps"], "table5": {"lut_bits": [16, 6, 4]}}}, target=None)
+    jobs = planned(finished, {**CONFIG, "sweeps": {**CONFIG["sweeps"], "table5": {"lut_bits": [16, 6, 4]}}})
     assert set(jobs) == {"quant_eval", "table5", "sweep_plots"}
     assert len(jobs["quant_eval"]) == 2 and all("lbits=6" in w and "abits=8" in w for w in jobs["quant_eval"])
     # 8-bit activations from the 8-bit table are already a point of table 6: nothing to evaluate
-    assert "quant_eval" not in planned(finished, {**CONFIG, "sweeps": {**CONFIG["sweeps"], "table5": {"lut_bits": [16, 8, 4]}}}, target=None)
+    assert "quant_eval" not in planned(finished, {**CONFIG, "sweeps": {**CONFIG["sweeps"], "table5": {"lut_bits": [16, 8, 4]}}})
 
 
 def test_changing_table6_lut_bits_reevaluates_without_retraining(finished):
-    jobs = planned(finished, {**CONFIG, "sweeps": {**CONFIG["sweeps"], "table6": {**CONFIG["sweeps"]["table6"], "lut_bits": None}}},
-                   target=None)
+    jobs = planned(finished, {**CONFIG, "sweeps": {**CONFIG["sweeps"], "table6": {**CONFIG["sweeps"]["table6"], "lut_bits": None}}})
     # per network a4 and retrained a4 without a table; a8 without a table is table 5's no_lut point already
     assert set(jobs) == {"quant_eval", "table6", "sweep_plots"} and len(jobs["quant_eval"]) == 4
     assert all("lbits=none" in w for w in jobs["quant_eval"])
 
 
 def test_adding_a_pool_size_schedules_only_that_pool(finished):
-    jobs = planned(finished, {**CONFIG, "pool_sizes": [8, 16, 32]})
+    jobs = planned(finished, {**CONFIG, "pool_sizes": [8, 16, 32]}, "tables/table4.csv")
     assert set(jobs) == {"cluster", "wp_train", "table4"}
     assert len(jobs["cluster"]) == len(jobs["wp_train"]) == 2
     assert all("k=32" in w for w in jobs["cluster"] + jobs["wp_train"])
@@ -132,7 +97,7 @@ def test_adding_a_pool_size_schedules_only_that_pool(finished):
 
 def test_changing_retraining_epochs_of_one_network_reruns_only_its_wp_train(finished):
     cfg = {**CONFIG, "network_hparams": {"tinyconv": {"wp_train": {"epochs": 2}}}}
-    jobs = planned(finished, cfg)
+    jobs = planned(finished, cfg, "tables/table4.csv")
     assert set(jobs) == {"wp_train", "table4"}
     assert len(jobs["wp_train"]) == 2 and all("network=tinyconv" in w for w in jobs["wp_train"])
 
@@ -142,7 +107,7 @@ def test_editing_stage_code_reruns_that_stage_and_what_follows(finished):
     original = kmeans_py.read_text()
     kmeans_py.write_text(original + "\n# an edit\n")  # Snakemake 9.18+ compares checksums, not only mtimes
     try:
-        jobs = planned(finished, CONFIG)
+        jobs = planned(finished, CONFIG, "tables/table4.csv")
     finally:
         kmeans_py.write_text(original)
     assert set(jobs) == {"cluster", "wp_train", "table4"} and len(jobs["cluster"]) == 4

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 
 from wp import WPError, checkpoint, data, pool, provenance, quant
 from wp.io import sha256, write_json
-from wp.stages.common import augment_for, seed_everything, splits
+from wp.stages.common import augment_for, check_dataset, seed_everything, splits
 from wp.stages.quant_eval import act_ranges, load_pooled
 from wp.train import evaluate, fit, resolve_device
 
@@ -31,8 +30,7 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
     ckpt, model = load_pooled(ckpt_path, network, dev)
     if ckpt.get("act_bits") is not None:
         raise WPError(f"{ckpt_path} is already retrained for {ckpt['act_bits']}-bit activations: start from the wp{ckpt['k']}.pt checkpoint")
-    if ckpt["dataset"] != ds.name:
-        raise WPError(f"checkpoint {ckpt_path} was trained on {ckpt['dataset']!r}, not {ds.name!r}: pass the matching data file")
+    check_dataset(ckpt, ds, ckpt_path)
     train, val, test = splits(ds, hp, seed, dev)
     seed_everything(seed)
     centers, layers, k = ckpt["pool"], ckpt["pooled_layers"], int(ckpt["k"])

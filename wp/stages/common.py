@@ -7,6 +7,7 @@ import random
 import numpy as np
 import torch
 
+from wp import WPError
 from wp import data as wpdata
 from wp.train import Tensors, subset_indices, to_device
 
@@ -39,3 +40,9 @@ def model_args(ds: wpdata.CachedDataset) -> dict:
 
 def augment_for(ds: wpdata.CachedDataset) -> dict:
     return dict(wpdata.get(ds.name).augment) if ds.name in wpdata.names() else {}
+
+
+def check_dataset(ckpt: dict, ds: wpdata.CachedDataset, ckpt_path) -> None:
+    """Refuse a checkpoint trained on another dataset than ``ds`` (one clear line)."""
+    if ckpt["dataset"] != ds.name:
+        raise WPError(f"checkpoint {ckpt_path} was trained on {ckpt['dataset']!r}, not {ds.name!r}: pass the matching data file")

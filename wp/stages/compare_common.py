@@ -15,9 +15,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from wp import WPError, checkpoint, data, provenance
+from wp import checkpoint, data, provenance
 from wp.compression import Footprint
 from wp.io import sha256, write_json
+from wp.stages.common import check_dataset
 from wp.train import Tensors, evaluate, resolve_device
 
 
@@ -36,8 +37,7 @@ def start(data_path: str | Path, ckpt_path: str | Path, network: str, device: st
     dev = resolve_device(device)
     ds = data.read(data_path)
     ckpt = checkpoint.load(ckpt_path, network=network, kind="float")
-    if ckpt["dataset"] != ds.name:
-        raise WPError(f"checkpoint {ckpt_path} was trained on {ckpt['dataset']!r}, not {ds.name!r}: pass the matching data file")
+    check_dataset(ckpt, ds, ckpt_path)
     return Start(ds, ckpt, checkpoint.build(ckpt, dev), dev)
 
 

@@ -18,7 +18,7 @@ import torch
 
 from wp import WPError, checkpoint, data, lutnet, provenance
 from wp.io import write_json
-from wp.stages.common import seed_everything, splits
+from wp.stages.common import check_dataset, seed_everything, splits
 from wp.train import Tensors, as_float, evaluate, resolve_device
 
 
@@ -56,8 +56,7 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
     dev = resolve_device(device)
     ds = data.read(data_path)
     ckpt, model = load_pooled(ckpt_path, network, dev)
-    if ckpt["dataset"] != ds.name:
-        raise WPError(f"checkpoint {ckpt_path} was trained on {ckpt['dataset']!r}, not {ds.name!r}: pass the matching data file")
+    check_dataset(ckpt, ds, ckpt_path)
     trained_bits = ckpt.get("act_bits")
     if trained_bits is not None and trained_bits != act_bits:
         raise WPError(f"checkpoint {ckpt_path} was retrained for {trained_bits}-bit activations, not {act_bits}: evaluate it at {trained_bits} bits")

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import torch
 
-from wp import WPError, checkpoint, data, pool, provenance
+from wp import checkpoint, data, pool, provenance
 from wp.io import sha256, write_json
 from wp.stages import cluster
-from wp.stages.common import augment_for, seed_everything, splits
+from wp.stages.common import augment_for, check_dataset, seed_everything, splits
 from wp.train import evaluate, fit, resolve_device
 
 
@@ -22,8 +22,7 @@ def run(data_path: str | Path, ckpt_path: str | Path, pool_path: str | Path, net
     dev = resolve_device(device)
     ds = data.read(data_path)
     ckpt = checkpoint.load(ckpt_path, network=network, kind="float")
-    if ckpt["dataset"] != ds.name:
-        raise WPError(f"checkpoint {ckpt_path} was trained on {ckpt['dataset']!r}, not {ds.name!r}: pass the matching data file")
+    check_dataset(ckpt, ds, ckpt_path)
     pl = cluster.read(pool_path, network=network)
     centers, layers, k = pl["centers"], pl["layers"], int(pl["k"])
     train, val, test = splits(ds, hp, seed, dev)
