@@ -62,6 +62,51 @@ def test_calibrated_ranges_are_powers_of_two_and_detect_signed_inputs():
     assert got["5"][1] is True  # after BN: negative values
 
 
+def _sse(x, bits, rng, signed):
+    """Squared error of quantizing ``x``, written out from the quantizer's definition."""
+    step = rng / 2 ** (bits - 1 if signed else bits)
+    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2 ** bits - 1)
+    return float(((torch.clamp(torch.round(x / step), lo, hi) * step - x) ** 2).sum())
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_mse_range_is_the_power_of_two_with_least_error(signed):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2000, generator=gen).abs() * 0.2
+    if signed:
+        x = x * torch.where(torch.rand(2000, generator=gen) < 0.5, -1.0, 1.0)
+    x[:3] = torch.tensor([3.0, 2.5, 2.9]) * (-1 if signed else 1)  # three outliers set the max range to 4
+    model = nn.Sequential(nn.Identity(), nn.Identity())
+    batches = [x[:1000].view(1, 1000), x[1000:].view(1, 1000)]
+    (a_max, s_max), = quant.calibrated_ranges(model, ["1"], batches).values()
+    assert (a_max, s_max) == (4.0, signed)
+    for bits in (3, 4, 8):
+        (a, s), = quant.calibrated_ranges(model, ["1"], iter(batches), method="mse", bits=bits).values()  # a generator: two passes
+        assert s is signed
+        candidates = [4.0 / 2 ** j for j in range(quant.MSE_SHIFTS + 1)]
+        errors = [_sse(x, bits, c, signed) for c in candidates]
+        assert a == candidates[min(range(len(errors)), key=errors.__getitem__)]
+        assert _sse(x, bits, a, signed) <= _sse(x, bits, a_max, signed)
+    # few bits: clipping the three outliers pays; the range shrinks
+    (a3, _), = quant.calibrated_ranges(model, ["1"], batches, method="mse", bits=3).values()
+    assert a3 < a_max
+
+
+def test_mse_range_keeps_the_max_range_when_inputs_fill_it():
+    x = torch.linspace(0, 3.9, 4000).view(1, -1)  # uniform over [0, 4): clipping only hurts
+    model = nn.Sequential(nn.Identity(), nn.Identity())
+    for bits in (3, 8):
+        assert quant.calibrated_ranges(model, ["1"], [x], method="mse", bits=bits) == {"1": (4.0, False)}
+
+
+def test_range_method_errors():
+    model = _toy_model()
+    with pytest.raises(ValueError, match="unknown range method 'median'"):
+        quant.calibrated_ranges(model, ["3"], [torch.randn(1, 2, 5, 5)], method="median")
+    with pytest.raises(ValueError, match="needs the activation bits"):
+        quant.calibrated_ranges(model, ["3"], [torch.randn(1, 2, 5, 5)], method="mse")
+
+
 # ---------------------------------------------------------------------------------------------------
 # activation quantizers
 # ---------------------------------------------------------------------------------------------------

@@ -47,6 +47,19 @@ def test_lut16_equals_no_lut_and_lut4_costs_accuracy(digits_h5, wp16, tmp_path):
     assert saved["lut_bits"] == 16 and saved["provenance"]["seed"] == 0
 
 
+def test_mse_ranges_clip_where_max_ranges_lose_low_bit_accuracy(digits_h5, wp16, tmp_path):
+    by_max = evaluate(digits_h5, wp16 / "wp16.pt", tmp_path / "max.json", act_bits=3, lut_bits=8, act_range="max")
+    by_mse = evaluate(digits_h5, wp16 / "wp16.pt", tmp_path / "mse.json", act_bits=3, lut_bits=8)
+    print(f"3-bit activations, LUT-8: max ranges {by_max['test_top1']:.1f}%, mse ranges {by_mse['test_top1']:.1f}%")
+    assert by_mse["calibration"].startswith("mse over") and by_max["calibration"].startswith("max over")
+    assert by_mse["provenance"]["config_hash"] != by_max["provenance"]["config_hash"]
+    assert all(by_mse["act_ranges"][n][0] <= a and by_mse["act_ranges"][n][1] == s for n, (a, s) in by_max["act_ranges"].items())
+    assert any(by_mse["act_ranges"][n][0] < a for n, (a, _) in by_max["act_ranges"].items())
+    assert by_mse["test_top1"] > by_max["test_top1"]
+    with pytest.raises(WPError, match="unknown activation range method 'p99'"):
+        evaluate(digits_h5, wp16 / "wp16.pt", tmp_path / "bad.json", act_bits=3, act_range="p99")
+
+
 def test_retraining_with_3_bit_activations_helps_and_carries_its_ranges(digits_h5, wp16, tmp_path):
     hp = hparams({**HP, "epochs": 2})
     plain = evaluate(digits_h5, wp16 / "wp16.pt", tmp_path / "p.json", act_bits=3, lut_bits=8)

@@ -95,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--lut-mode", default="strict", choices=["strict", "reference"])
     sp.add_argument("--signed-mode", default="twos", choices=["twos", "split"])
     sp.add_argument("--calibration-images", type=int, default=512)
+    sp.add_argument("--act-range", default="mse", choices=["mse", "max"],
+                    help="activation range per layer: least squared error (mse) or max |input|, as a power of two")
     sp.add_argument("--hparams", type=str, default="{}", help="JSON settings of wp_train (its test subset is scored)")
     sp.add_argument("--metrics", required=True)
     common(sp)
@@ -106,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--act-bits", type=int, required=True)
     sp.add_argument("--no-ste", action="store_true", help="the reference's zero gradient through round()")
     sp.add_argument("--calibration-images", type=int, default=512)
+    sp.add_argument("--act-range", default="mse", choices=["mse", "max"],
+                    help="activation range per layer: least squared error (mse) or max |input|, as a power of two")
     sp.add_argument("--hparams", type=str, default="{}")
     sp.add_argument("--out", required=True)
     sp.add_argument("--metrics", required=True)
@@ -208,12 +212,13 @@ def dispatch(args: argparse.Namespace) -> None:
 
         quant_eval.run(args.data, args.checkpoint, args.network, args.act_bits, parse_lut(args.lut_bits), _hparams(args.hparams),
                        args.metrics, lut_mode=args.lut_mode, signed_mode=args.signed_mode,
-                       calibration_images=args.calibration_images, seed=args.seed, device=args.device)
+                       calibration_images=args.calibration_images, act_range=args.act_range, seed=args.seed, device=args.device)
     elif cmd == "act_train":
         from wp.stages import act_train
 
         act_train.run(args.data, args.checkpoint, args.network, args.act_bits, _hparams(args.hparams), args.out, args.metrics,
-                      ste=not args.no_ste, calibration_images=args.calibration_images, seed=args.seed, device=args.device,
+                      ste=not args.no_ste, calibration_images=args.calibration_images, act_range=args.act_range,
+                      seed=args.seed, device=args.device,
                       stop_after_epoch=args.stop_after_epoch)
     elif cmd == "table3":
         from wp.stages import table3

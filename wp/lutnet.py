@@ -31,10 +31,12 @@ from wp import WPError, lut, quant
 from wp.pool import to_vectors
 
 
-def calibrate(model: nn.Module, layers: list[str], batches: Iterable, device=None) -> dict[str, tuple[float, bool]]:
+def calibrate(model: nn.Module, layers: list[str], batches: Iterable, device=None, *, method: str = "max",
+              bits: int | None = None) -> dict[str, tuple[float, bool]]:
     """Per pooled layer ``(A, signed)``: the power-of-two range of its input over ``batches`` (float
-    images ``[N, C, H, W]``) and whether it saw negative values."""
-    return quant.calibrated_ranges(model, layers, batches, device=device)
+    images ``[N, C, H, W]``; ``method`` "max" or "mse" for ``bits``-bit activations, see
+    :func:`wp.quant.calibrated_ranges`) and whether it saw negative values."""
+    return quant.calibrated_ranges(model, layers, batches, device=device, method=method, bits=bits)
 
 
 class QuantizedInput(nn.Module):

@@ -20,6 +20,7 @@ rule quant_eval:
         lut_mode=SWEEPS["lut_mode"],
         signed_mode=SWEEPS["signed_mode"],
         calibration=SWEEPS["calibration_images"],
+        act_range=SWEEPS["act_range"],
         seed=config["seed"],
         device=config["device"],
     threads: config["threads"]
@@ -32,7 +33,7 @@ rule quant_eval:
     shell:
         "{PY} quant_eval --data {input.data:q} --checkpoint {input.ckpt:q} --network {wildcards.network} "
         "--act-bits {wildcards.abits} --lut-bits {wildcards.lbits} --lut-mode {params.lut_mode} "
-        "--signed-mode {params.signed_mode} --calibration-images {params.calibration} --hparams {params.hparams:q} "
+        "--signed-mode {params.signed_mode} --calibration-images {params.calibration} --act-range {params.act_range} --hparams {params.hparams:q} "
         "--seed {params.seed} --device {params.device} --threads {threads} --metrics {output:q} > {log:q} 2>&1"
 
 
@@ -49,6 +50,7 @@ rule act_train:
         hparams=lambda wc: hparams_json("act_train", wc.network),
         ste="" if SWEEPS["table6"]["ste"] else "--no-ste",
         calibration=SWEEPS["calibration_images"],
+        act_range=SWEEPS["act_range"],
         seed=config["seed"],
         device=config["device"],
     threads: config["threads"]
@@ -60,7 +62,7 @@ rule act_train:
         f"{BENCH}/act_train/{{dataset}}/{{network}}/wp{{k}}_a{{abits}}.tsv"
     shell:
         "{PY} act_train --data {input.data:q} --checkpoint {input.ckpt:q} --network {wildcards.network} "
-        "--act-bits {wildcards.abits} {params.ste} --calibration-images {params.calibration} --hparams {params.hparams:q} "
+        "--act-bits {wildcards.abits} {params.ste} --calibration-images {params.calibration} --act-range {params.act_range} --hparams {params.hparams:q} "
         "--seed {params.seed} --device {params.device} --threads {threads} --out {output.ckpt:q} "
         "--metrics {output.metrics:q} > {log:q} 2>&1"
 

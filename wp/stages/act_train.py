@@ -1,7 +1,7 @@
 """Stage ``act_train``: retrain a weight-pool network with its pooled layers' inputs quantized (Table 6).
 
 Starts from ``wp{K}.pt``: the activation range of every pooled layer is calibrated on training images
-(rounded up to a power of two) and then fixed; training runs with the pool projection attached (latent
+(a power of two, see :func:`wp.quant.calibrated_ranges`) and then fixed; training runs with the pool projection attached (latent
 weights, straight-through) and every pooled layer's input fake-quantized to ``act_bits``, with the
 straight-through estimator by default (``ste=False``: the reference's zero gradient through ``round``).
 The checkpoint (kind ``pooled``) carries the ranges and bit width, so ``quant_eval`` scores it with the
@@ -22,7 +22,7 @@ from wp.train import evaluate, fit, resolve_device
 
 def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: int, hp: dict,
         out_ckpt: str | Path, out_metrics: str | Path, *, ste: bool = True, calibration_images: int = 512,
-        seed: int = 0, device: str = "auto", stop_after_epoch: int | None = None) -> dict:
+        act_range: str = "mse", seed: int = 0, device: str = "auto", stop_after_epoch: int | None = None) -> dict:
     if not 2 <= act_bits <= 16:
         raise WPError(f"activation bits {act_bits} out of range: choose 2..16")
     dev = resolve_device(device)
@@ -34,7 +34,7 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
     train, val, test = splits(ds, hp, seed, dev)
     seed_everything(seed)
     centers, layers, k = ckpt["pool"], ckpt["pooled_layers"], int(ckpt["k"])
-    ranges = act_ranges(ckpt, model, train, calibration_images, seed)
+    ranges = act_ranges(ckpt, model, train, calibration_images, seed, bits=act_bits, method=act_range)
     pool.attach(model, centers, layers)
     hooks = quant.attach_input_quantizers(model, ranges, act_bits, ste=ste)
     before = evaluate(model, test, hp["eval_batch_size"])
@@ -54,7 +54,8 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
                "epochs": hp["epochs"], "kept_epoch": result["kept_epoch"], "seconds": result["seconds"], "hparams": hp,
                "act_ranges": json_ranges, "history": result["history"],
                "provenance": provenance.collect(dev, seed, {"stage": "act_train", "dataset": ds.name, "network": network, "k": k,
-                                                            "act_bits": act_bits, "ste": ste, "hparams": hp})}
+                                                            "act_bits": act_bits, "ste": ste, "act_range": act_range,
+                                                            "hparams": hp})}
     checkpoint.save(out_ckpt, model, network=network, dataset=ds.name, model_args=ckpt["model_args"], kind="pooled",
                     pool=centers.clone(), pooled_layers=layers, indices=indices, k=k, act_bits=act_bits,
                     act_ranges=json_ranges, act_ste=ste)

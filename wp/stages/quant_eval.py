@@ -4,7 +4,7 @@ Evaluates a weight-pool checkpoint (``wp{K}.pt``, or one retrained with quantize
 ``act_train``) with every pooled layer's input quantized to ``act_bits`` and the layer run bit-serially
 from the lookup table quantized to ``lut_bits`` (``None``: no table, the quantized activations times
 the float pool weights). Activation ranges come from the checkpoint when it was retrained with them,
-otherwise they are calibrated on training images (never the test set). The test images are the ones
+otherwise they are calibrated for ``act_bits`` on training images (never the test set). The test images are the ones
 ``wp_train`` scored (same ``test_subset`` and seed), so the numbers sit beside Table 4's.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wp import WPError, checkpoint, data, lutnet, provenance
+from wp import WPError, checkpoint, data, lutnet, provenance, quant
 from wp.io import write_json
 from wp.stages.common import check_dataset, seed_everything, splits
 from wp.train import Tensors, as_float, evaluate, resolve_device
@@ -39,16 +39,20 @@ def load_pooled(ckpt_path: str | Path, network: str, device: torch.device) -> tu
     return ckpt, model
 
 
-def act_ranges(ckpt: dict, model: torch.nn.Module, train: Tensors, images: int, seed: int) -> dict[str, tuple[float, bool]]:
-    """The checkpoint's own ranges (retrained with them) or ranges calibrated on training images."""
+def act_ranges(ckpt: dict, model: torch.nn.Module, train: Tensors, images: int, seed: int, *, bits: int,
+               method: str = "mse") -> dict[str, tuple[float, bool]]:
+    """The checkpoint's own ranges (retrained with them) or ranges calibrated on training images for
+    ``bits``-bit activations (``method``: see :func:`wp.quant.calibrated_ranges`)."""
     if ckpt.get("act_ranges"):
         return {name: (float(a), bool(s)) for name, (a, s) in ckpt["act_ranges"].items()}
-    return lutnet.calibrate(model, ckpt["pooled_layers"], calibration_batches(train, images, seed))
+    if method not in quant.RANGE_METHODS:
+        raise WPError(f"unknown activation range method {method!r}: use one of {', '.join(quant.RANGE_METHODS)}")
+    return lutnet.calibrate(model, ckpt["pooled_layers"], calibration_batches(train, images, seed), method=method, bits=bits)
 
 
 def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: int, lut_bits: int | None,
         hp: dict, out_metrics: str | Path, *, lut_mode: str = "strict", signed_mode: str = "twos",
-        calibration_images: int = 512, seed: int = 0, device: str = "auto") -> dict:
+        calibration_images: int = 512, act_range: str = "mse", seed: int = 0, device: str = "auto") -> dict:
     if not 2 <= act_bits <= 16:
         raise WPError(f"activation bits {act_bits} out of range: choose 2..16")
     if lut_bits is not None and not 2 <= lut_bits <= 32:
@@ -63,7 +67,7 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
     train, _, test = splits(ds, {**hp, "selection": "final"}, seed, dev)
     seed_everything(seed)
     float_top1 = evaluate(model, test, hp["eval_batch_size"])
-    ranges = act_ranges(ckpt, model, train, calibration_images, seed)
+    ranges = act_ranges(ckpt, model, train, calibration_images, seed, bits=act_bits, method=act_range)
     lutnet.convert(model, ckpt["pool"], ckpt["indices"], ranges, act_bits, lut_bits,
                    lut_mode=lut_mode, signed_mode=signed_mode, use_table=lut_bits is not None)
     t0 = time.perf_counter()
@@ -78,9 +82,10 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
                "retrained": trained_bits is not None, "test_top1": top1, "float_top1": float_top1,
                "test_images": len(test), "seconds": seconds, "images_per_s": len(test) / seconds,
                "act_ranges": {n: [a, s] for n, (a, s) in ranges.items()},
-               "calibration": "checkpoint" if ckpt.get("act_ranges") else f"{min(calibration_images, len(train))} training images",
+               "calibration": "checkpoint" if ckpt.get("act_ranges") else f"{act_range} over {min(calibration_images, len(train))} training images",
                "provenance": provenance.collect(dev, seed, {"stage": "quant_eval", "dataset": ds.name, "network": network,
                                                             "k": int(ckpt["k"]), "act_bits": act_bits, "lut_bits": lut_bits,
-                                                            "lut_mode": lut_mode, "signed_mode": signed_mode, "hparams": hp})}
+                                                            "lut_mode": lut_mode, "signed_mode": signed_mode, "act_range": act_range,
+                                                            "hparams": hp})}
     write_json(out_metrics, metrics)
     return metrics
