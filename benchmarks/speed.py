@@ -1,5 +1,5 @@
 """Speed benchmark: prints, per network, images/s for pretraining, weight-pool retraining and
-evaluation (float, and LUT once ``wp.lutnet`` exists), seconds per epoch of the paper's training-set
+evaluation (float, and bit-serial LUT execution), seconds per epoch of the paper's training-set
 size at that speed, the batched pool projection's cost per step, k-means seconds (ours vs
 kmeans-pytorch 0.3 on the same vectors and K) with both inertias, peak GPU memory and the amp mode;
 writes a CSV.
@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from wp import models, pool  # noqa: E402
+from wp import lutnet, models, pool  # noqa: E402
 from wp.kmeans import kmeans, kmeans_pytorch  # noqa: E402
 from wp.train import Tensors, autocast_dtype, batch_input, evaluate, fit, hparams, resolve_device  # noqa: E402
 
@@ -89,14 +89,10 @@ def projection_ms_per_step(model: torch.nn.Module, device: torch.device) -> floa
 
 
 def lut_eval_images_per_s(model: torch.nn.Module, centers: torch.Tensor, layers: list[str], data: Tensors,
-                          hp: dict, device: torch.device) -> float | str:
+                          hp: dict, device: torch.device) -> float:
     """Images/s of the pooled ``model`` (weights baked to pool vectors) run with bit-serial LUT
-    execution (8-bit activations and table entries, ranges calibrated on one batch); "n/a" while
-    ``wp.lutnet`` does not exist. The one place to plug the LUT executor in. Converts ``model`` in place."""
-    try:
-        from wp import lutnet
-    except ImportError:
-        return "n/a"
+    execution (8-bit activations and table entries, ranges calibrated on one batch). Converts ``model``
+    in place."""
     batch = [batch_input(data.images[: hp["eval_batch_size"]])]
     ranges = lutnet.calibrate(model, layers, batch, device=device)
     lut_model = lutnet.convert(model, centers, pool.indices(model, centers, layers), ranges, act_bits=8, lut_bits=8)
