@@ -106,8 +106,9 @@ def kmeans_columns(model: torch.nn.Module, args, device: torch.device) -> dict:
     vectors, _ = pool.model_vectors(model, layers)
     if 0 < args.kmeans_vectors < len(vectors):
         vectors = vectors[torch.randperm(len(vectors), generator=torch.Generator().manual_seed(0))[: args.kmeans_vectors]]
-    ours = kmeans(vectors, args.k, seed=0, device=device)
+    ours = kmeans(vectors, args.k, seed=0, max_iter=args.kmeans_max_iter, device=device)
     row = {"kmeans_vectors": len(vectors), "k": args.k, "kmeans_s": ours.seconds, "kmeans_iterations": ours.iterations,
+           "kmeans_converged": ours.converged,
            "kmeans_inertia": ours.inertia, "kmeans_pytorch_s": "n/a", "kmeans_pytorch_inertia": "n/a"}
     if args.reference_kmeans:
         ref = kmeans_pytorch(vectors, args.k, seed=0, device=device)
@@ -165,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"], help="as the training setting amp")
     p.add_argument("--k", type=int, default=64, help="pool size for k-means")
     p.add_argument("--kmeans-vectors", type=int, default=20000, help="sample this many z-vectors for k-means (0 = all)")
+    p.add_argument("--kmeans-max-iter", type=int, default=300, help="our k-means' iteration cap (the workflow's kmeans.max_iter)")
     p.add_argument("--no-reference-kmeans", dest="reference_kmeans", action="store_false", help="skip kmeans-pytorch")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
     p.add_argument("--out", default="results/benchmarks/speed.csv")
