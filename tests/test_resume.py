@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from wp import checkpoint
@@ -62,3 +63,41 @@ def test_resume_file_from_other_input_data_is_ignored(digits_h5, tmp_path):
     data.prepare("digits", tmp_path, other, seed=1)  # another split: other training images
     r = pretrain(other, out)
     assert r.returncode == 0 and "other settings" in r.stdout and "resuming" not in r.stdout
+
+
+def compare(digits_h5, ckpt, method, setting, out, *extra, options="{}"):
+    hp = json.dumps({"epochs": 2, "batch_size": 32, "train_subset": 256, "test_subset": 100, "lr": 0.01, "schedule": "cosine"})
+    cmd = [sys.executable, "-m", "wp", "compare", "--method", method, "--setting", setting, "--data", str(digits_h5),
+           "--checkpoint", str(ckpt), "--network", "tinyconv", "--hparams", hp, "--options", options, "--device", "cpu",
+           "--threads", "1", "--seed", "2", "--out", str(out), "--metrics", str(out.with_suffix(".json")), *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+
+
+def same_weights(a, b):
+    sa, sb = checkpoint.load(a)["state_dict"], checkpoint.load(b)["state_dict"]
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.parametrize("method, setting, options, kill_at", [
+    ("ternary", "weights_acts", "{}", 1),
+    ("valueset", "pm1", "{}", 1),  # the temperature schedule is model state: it must resume too
+    ("prune", "0.8", '{"rounds": 3}', 3),  # killed in round 2 (2 epochs a round): round 1 is not redone
+])
+def test_killed_comparison_job_resumes_to_identical_weights(digits_h5, trained_tinyconv, tmp_path, method, setting,
+                                                            options, kill_at):
+    straight, resumed = tmp_path / "straight.pt", tmp_path / "resumed.pt"
+    r = compare(digits_h5, trained_tinyconv, method, setting, straight, options=options)
+    assert r.returncode == 0, r.stderr
+    killed = compare(digits_h5, trained_tinyconv, method, setting, resumed, "--stop-after-epoch", str(kill_at), options=options)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not resumed.exists() and not resumed.with_suffix(".json").exists()
+    again = compare(digits_h5, trained_tinyconv, method, setting, resumed, options=options)
+    assert again.returncode == 0, again.stderr
+    if method == "prune":
+        assert "resuming after prune round 1 of 3" in again.stdout and "round 1:" not in again.stdout
+    assert "resuming from" in again.stdout
+    assert same_weights(straight, resumed)
+    assert [p.name for p in tmp_path.iterdir() if ".resume" in p.name or ".round" in p.name] == []
+    a = json.loads(straight.with_suffix(".json").read_text())
+    b = json.loads(resumed.with_suffix(".json").read_text())
+    assert a["test_top1"] == b["test_top1"]

@@ -151,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--options", type=str, default="{}", help="JSON method options (config key compare.<method>)")
     sp.add_argument("--out", required=True, help="compressed checkpoint .pt")
     sp.add_argument("--metrics", required=True, help="metrics .json")
+    sp.add_argument("--stop-after-epoch", type=int, default=None, help=argparse.SUPPRESS)
     common(sp)
 
     sp = sub.add_parser("compare_table", aliases=["compare-table"], help="tables/compare.csv + .md and the Pareto plot")
@@ -246,7 +247,8 @@ def dispatch(args: argparse.Namespace) -> None:
             raise WPError(f"--options is not valid JSON ({exc}): pass a JSON object") from exc
         compare.run(args.method, args.setting, args.data, args.checkpoint, args.network,
                     _hparams(args.hparams) if args.method != "sharing" else {}, options, args.out, args.metrics,
-                    pretrain_metrics=args.pretrain_metrics, seed=args.seed, device=args.device)
+                    pretrain_metrics=args.pretrain_metrics, seed=args.seed, device=args.device,
+                    stop_after_epoch=args.stop_after_epoch)
     elif cmd == "compare_table":
         from wp.stages import compare_table
 

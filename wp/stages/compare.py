@@ -25,19 +25,22 @@ def _number(setting: str, what: str) -> float:
 
 def run(method: str, setting: str, data_path: str | Path, ckpt_path: str | Path, network: str, hp: dict,
         options: dict, out_ckpt: str | Path, out_metrics: str | Path, *, pretrain_metrics: str | Path | None = None,
-        seed: int = 0, device: str = "auto") -> dict:
+        seed: int = 0, device: str = "auto", stop_after_epoch: int | None = None) -> dict:
+    """``stop_after_epoch`` (tests): SIGKILL after that training epoch (counted over all prune rounds)."""
     if method == "prune":
         from wp.stages import compare_prune
 
         return compare_prune.run(data_path, ckpt_path, network, hp, _number(setting, "prune"), out_ckpt, out_metrics,
-                                 rounds=int(options.get("rounds", 3)), seed=seed, device=device)
+                                 rounds=int(options.get("rounds", 3)), seed=seed, device=device,
+                                 stop_after_epoch=stop_after_epoch)
     if method == "ternary":
         from wp.stages import compare_ternary
 
         if setting not in TERNARY_SETTINGS:
             raise WPError(f"ternary setting {setting!r} is unknown: use {' or '.join(TERNARY_SETTINGS)}")
         return compare_ternary.run(data_path, ckpt_path, network, hp, out_ckpt, out_metrics,
-                                   activations=TERNARY_SETTINGS[setting], seed=seed, device=device)
+                                   activations=TERNARY_SETTINGS[setting], seed=seed, device=device,
+                                   stop_after_epoch=stop_after_epoch)
     if method == "valueset":
         from wp.stages import compare_valueset
 
@@ -46,7 +49,8 @@ def run(method: str, setting: str, data_path: str | Path, ckpt_path: str | Path,
                                     t0=float(t.get("start", 1.0)), decay=float(t.get("decay", 0.97)),
                                     t_min=float(t.get("min", 1e-5)), sharpness=float(options.get("sharpness", 1e-3)),
                                     quantize_first=bool(options.get("quantize_first", False)),
-                                    quantize_last=bool(options.get("quantize_last", False)), seed=seed, device=device)
+                                    quantize_last=bool(options.get("quantize_last", False)), seed=seed, device=device,
+                                    stop_after_epoch=stop_after_epoch)
     if method == "sharing":
         from wp.stages import compare_sharing
 

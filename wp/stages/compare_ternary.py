@@ -13,7 +13,8 @@ from wp.train import evaluate, fit
 
 
 def run(data_path: str | Path, ckpt_path: str | Path, network: str, hp: dict, out_ckpt: str | Path,
-        out_metrics: str | Path, *, activations: bool = False, seed: int = 0, device: str = "auto") -> dict:
+        out_metrics: str | Path, *, activations: bool = False, seed: int = 0, device: str = "auto",
+        stop_after_epoch: int | None = None) -> dict:
     s = compare_common.start(data_path, ckpt_path, network, device)
     train, val, test = splits(s.ds, hp, seed, s.device)
     seed_everything(seed)
@@ -26,7 +27,8 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, hp: dict, ou
           f"direct top-1 {direct:.2f}%, {hp['epochs']} epochs, {s.device}", flush=True)
     t0 = time.perf_counter()
     result = fit(model, train, hp, seed=seed, augment=augment_for(s.ds), val=val, resume=f"{out_ckpt}.resume",
-                 resume_tag=f"{compare_common.inputs_digest(data_path, ckpt_path)} activations {activations}")
+                 resume_tag=f"{compare_common.inputs_digest(data_path, ckpt_path)} activations {activations}",
+                 stop_after_epoch=stop_after_epoch)
     seconds = time.perf_counter() - t0
     ternary.bake(model)
     top1 = evaluate(model, test, hp["eval_batch_size"])  # the activation quantizers stay on

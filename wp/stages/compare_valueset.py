@@ -22,7 +22,7 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
 def run(data_path: str | Path, ckpt_path: str | Path, network: str, hp: dict, value_set: str, out_ckpt: str | Path,
         out_metrics: str | Path, *, t0: float = 1.0, decay: float = 0.97, t_min: float = 1e-5,
         sharpness: float = 1e-3, quantize_first: bool = False, quantize_last: bool = False, seed: int = 0,
-        device: str = "auto") -> dict:
+        device: str = "auto", stop_after_epoch: int | None = None) -> dict:
     vals = valueset.values(value_set)
     if sharpness < 0:
         raise WPError(f"value-set warm-start sharpness {sharpness} is negative: use 0 (the original's uniform start) or more")
@@ -47,7 +47,7 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, hp: dict, va
     with after_every_step(advance):
         result = fit(model, train, hp, seed=seed, augment=augment_for(s.ds), val=val, resume=f"{out_ckpt}.resume",
                      resume_tag=f"{compare_common.inputs_digest(data_path, ckpt_path)} {value_set} {t0} {decay} {t_min} "
-                                f"{sharpness} {quantize_first} {quantize_last}")
+                                f"{sharpness} {quantize_first} {quantize_last}", stop_after_epoch=stop_after_epoch)
     seconds = time.perf_counter() - t_start
     after = valueset.choices(model, layers)
     changed = sum(int((before[n] != after[n]).sum()) for n in layers)
