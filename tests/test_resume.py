@@ -42,6 +42,9 @@ def test_killed_training_resumes_to_identical_weights(digits_h5, tmp_path):
     ha = json.loads(straight.with_suffix(".json").read_text())["history"]
     hb = json.loads(resumed.with_suffix(".json").read_text())["history"]
     assert [r["loss"] for r in ha] == [r["loss"] for r in hb]
+    # the reported time covers the whole training, the killed run's epochs included
+    metrics = json.loads(resumed.with_suffix(".json").read_text())
+    assert metrics["seconds"] >= sum(r["seconds"] for r in hb)
 
 
 def test_resume_file_with_other_settings_is_ignored(digits_h5, tmp_path):
@@ -101,3 +104,5 @@ def test_killed_comparison_job_resumes_to_identical_weights(digits_h5, trained_t
     a = json.loads(straight.with_suffix(".json").read_text())
     b = json.loads(resumed.with_suffix(".json").read_text())
     assert a["test_top1"] == b["test_top1"]
+    epochs = b["round_history"] if method == "prune" else [b]  # every round's epochs, the killed run's included
+    assert b["seconds"] >= sum(e["seconds"] for part in epochs for e in part["history"])

@@ -231,10 +231,10 @@ def _resume_key(hp: dict, seed: int, n: int, tag: str) -> str:
 
 
 def _save_resume(path: Path, key: str, epoch: int, model: nn.Module, opt: torch.optim.Optimizer,
-                 gen: torch.Generator, history: list, best: tuple) -> None:
+                 gen: torch.Generator, history: list, best: tuple, elapsed: float) -> None:
     state = {"key": key, "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
              "generator": gen.get_state(), "history": json.dumps(history),
-             "best_val": best[0], "best_state": best[1], "best_epoch": best[2]}
+             "best_val": best[0], "best_state": best[1], "best_epoch": best[2], "elapsed": elapsed}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
@@ -319,7 +319,10 @@ def fit(model: nn.Module, train: Tensors, hp: dict, *, seed: int, augment: dict,
     files, so a changed dataset, checkpoint or pool starts afresh) continues after its last epoch: on the CPU an interrupted and
     resumed run ends with exactly the weights of an uninterrupted one. The file is removed when
     training completes. ``stop_after_epoch`` kills the process with SIGKILL after saving that
-    epoch (for testing interruption)."""
+    epoch (for testing interruption).
+
+    ``seconds`` is the wall time of the whole training, the killed runs' share included;
+    ``earlier_seconds`` is that share (0 without a resume)."""
     autocast_dtype(hp["amp"], train.images.device)  # a bad amp setting stops here, before any work
     if train.images.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed batch shapes: cuDNN times its kernels once, then reuses the fastest
@@ -329,7 +332,7 @@ def fit(model: nn.Module, train: Tensors, hp: dict, *, seed: int, augment: dict,
     bs, n = hp["batch_size"], len(train)
     steps = max(1, n // bs) if n >= bs else 1
     history, best = [], (-1.0, None, 0)
-    first_epoch = 0
+    first_epoch, earlier = 0, 0.0
     resume = Path(resume) if resume is not None else None
     key = _resume_key(hp, seed, n, resume_tag)
     if resume is not None and (state := _load_resume(resume, key, log)) is not None:
@@ -339,6 +342,7 @@ def fit(model: nn.Module, train: Tensors, hp: dict, *, seed: int, augment: dict,
         history = json.loads(state["history"])
         best = (state["best_val"], state["best_state"], state["best_epoch"])
         first_epoch = state["epoch"]
+        earlier = float(state.get("elapsed", 0.0))
         log(f"resuming from {resume} after epoch {first_epoch}")
     t_start = time.perf_counter()
     model.train()
@@ -358,7 +362,8 @@ def fit(model: nn.Module, train: Tensors, hp: dict, *, seed: int, augment: dict,
             + (f" val {row['val_top1']:.2f}%" if val is not None else "")
             + f" lr {lr:.3g} {row['images_per_s']:.0f} img/s eta {eta:.0f}s")
         if resume is not None:
-            _save_resume(resume, key, epoch + 1, model, opt, gen, history, best)
+            _save_resume(resume, key, epoch + 1, model, opt, gen, history, best,
+                         earlier + time.perf_counter() - t_start)
             if stop_after_epoch == epoch + 1:
                 os.kill(os.getpid(), signal.SIGKILL)
     kept = hp["epochs"]
@@ -368,4 +373,5 @@ def fit(model: nn.Module, train: Tensors, hp: dict, *, seed: int, augment: dict,
     recalibrate_bn(model, train, hp["bn_recalibrate"], hp["batch_size"], hp["amp"])
     if resume is not None and resume.exists():
         resume.unlink()
-    return {"history": history, "kept_epoch": kept, "seconds": time.perf_counter() - t_start}
+    return {"history": history, "kept_epoch": kept, "seconds": earlier + time.perf_counter() - t_start,
+            "earlier_seconds": earlier}

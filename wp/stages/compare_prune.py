@@ -71,11 +71,11 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, hp: dict, sp
           f"{len(layers)} layers, {len(train)} train images, {s.device}", flush=True)
     tag = compare_common.inputs_digest(data_path, ckpt_path)
     key = f"{tag} sparsity {sparsity!r} rounds {rounds} seed {seed} hp {json.dumps(hp, sort_keys=True)}"
-    t0 = time.perf_counter()
     done, history = load_finished_rounds(out_ckpt, rounds, key, model)
     for r, target in enumerate(targets, start=1):
         if r <= done:
             continue
+        t_round = time.perf_counter()
         q = prune.quality([dict(model.named_modules())[n].weight for n in layers], target)
         keeper = prune.MaskKeeper(model, prune.masks(model, layers, q))
         keeper.apply()
@@ -88,13 +88,14 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, hp: dict, sp
         keeper.apply()  # a kept best_val state or BN recalibration never un-prunes; make it explicit
         row = {"round": r, "target_sparsity": target, "q": q, "sparsity": prune.sparsity_of(model, layers),
                "pruned_top1": pruned, "retrained_top1": evaluate(model, test, hp["eval_batch_size"]),
-               "history": result["history"]}
+               "history": result["history"],
+               "seconds": time.perf_counter() - t_round + result["earlier_seconds"]}  # a killed run's share included
         print(f"round {r}: q {q:.3f}, sparsity {row['sparsity']:.4f}, top-1 pruned {pruned:.2f}% -> "
               f"retrained {row['retrained_top1']:.2f}%", flush=True)
         history.append(row)
         if r < rounds:
             save_round(out_ckpt, r, key, model, history)
-    seconds = time.perf_counter() - t0
+    seconds = sum(row.get("seconds", 0.0) for row in history)  # rounds finished by earlier runs included
     top1 = history[-1]["retrained_top1"]
     modules = dict(model.named_modules())
     density = {n: float((modules[n].weight != 0).float().mean()) for n in layers}

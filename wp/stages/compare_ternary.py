@@ -3,7 +3,6 @@ retrained with a straight-through estimator from the shared pretrained network (
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from wp.methods import layers as layer_choice, ternary
@@ -25,11 +24,10 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, hp: dict, ou
     direct = evaluate(model, test, hp["eval_batch_size"])
     print(f"ternary {network} ({'weights and activations' if activations else 'weights'}): {len(layers)} ternary layers, "
           f"direct top-1 {direct:.2f}%, {hp['epochs']} epochs, {s.device}", flush=True)
-    t0 = time.perf_counter()
     result = fit(model, train, hp, seed=seed, augment=augment_for(s.ds), val=val, resume=f"{out_ckpt}.resume",
                  resume_tag=f"{compare_common.inputs_digest(data_path, ckpt_path)} activations {activations}",
                  stop_after_epoch=stop_after_epoch)
-    seconds = time.perf_counter() - t0
+    seconds = result["seconds"]  # a resumed job's killed runs included
     ternary.bake(model)
     top1 = evaluate(model, test, hp["eval_batch_size"])  # the activation quantizers stay on
     modules = dict(model.named_modules())

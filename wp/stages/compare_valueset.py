@@ -3,7 +3,6 @@ warm-started from the shared pretrained network (see wp.methods.valueset)."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from wp import WPError
@@ -43,12 +42,11 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, hp: dict, va
         for p in params:
             p.advance(per_epoch)
 
-    t_start = time.perf_counter()
     with after_every_step(advance):
         result = fit(model, train, hp, seed=seed, augment=augment_for(s.ds), val=val, resume=f"{out_ckpt}.resume",
                      resume_tag=f"{compare_common.inputs_digest(data_path, ckpt_path)} {value_set} {t0} {decay} {t_min} "
                                 f"{sharpness} {quantize_first} {quantize_last}", stop_after_epoch=stop_after_epoch)
-    seconds = time.perf_counter() - t_start
+    seconds = result["seconds"]  # a resumed job's killed runs included
     after = valueset.choices(model, layers)
     changed = sum(int((before[n] != after[n]).sum()) for n in layers)
     searched = sum(v.numel() for v in after.values())
