@@ -24,6 +24,9 @@ def _hparams(text: str) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="wp", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--networks-from", action="append", default=[], metavar="FILE",
+                   help="a Python file that registers networks of your own with @wp.models.register (repeatable; "
+                        "config key network_modules)")
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp, device=True):
@@ -175,6 +178,10 @@ def dispatch(args: argparse.Namespace) -> None:
 
         # never more threads than cores we may run on: oversubscribed torch threads crawl
         torch.set_num_threads(max(1, min(args.threads, len(os.sched_getaffinity(0)))))
+    if args.networks_from:
+        from wp import models
+
+        models.load_files(args.networks_from)
     cmd = args.command.replace("-", "_")
     if cmd == "prepare":
         from wp.stages import prepare

@@ -76,6 +76,7 @@ def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
 def check_names(config: dict) -> None:
     from wp import data, models, recipes
 
+    models.load_files(config.get("network_modules"))  # networks of the user's own, before their names are checked
     for dataset, networks in config["experiments"].items():
         data.get(dataset)
         for net in networks:

@@ -9,7 +9,9 @@
   and the tests; its accuracies are far below the paper's.
 
 ``resolve(config, stage, network)`` applies, in order: the recipe, ``config['hparams'][stage]``,
-``config['network_hparams'][network][stage]``.
+``config['network_hparams'][network][stage]``. A network of your own (``network_modules``) starts
+from the recipe's settings for ``GENERIC`` (TinyConv's: plain SGD + cosine in ``paper``, the same
+settings as every network in ``fast`` and ``smoke``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from wp.train import hparams
 
 STAGES = ("pretrain", "wp_train", "act_train")
 RESNETS = ("resnet_10", "resnet_14", "resnet_mlperf")
+GENERIC = "tinyconv"  # whose recipe entries a network of the user's own starts from
 
 _BATCHES = {"batch_size": 128, "eval_batch_size": 1024}
 _ADAM_EXP = {"optimizer": "adam", "lr": 1e-3, "schedule": "exp", "gamma": 0.99, "weight_decay": 0.0, **_BATCHES}
@@ -102,9 +105,7 @@ def resolve(config: dict, stage: str, network: str) -> dict:
     if stage not in STAGES:
         raise WPError(f"unknown training stage {stage!r}: use one of {', '.join(STAGES)}")
     recipe = RECIPES[name][stage]
-    if network not in recipe:
-        raise WPError(f"recipe {name!r} has no {stage} settings for network {network!r}: add them under network_hparams")
-    hp = dict(recipe[network])
+    hp = dict(recipe.get(network, recipe[GENERIC]))
     hp.update((config.get("hparams") or {}).get(stage) or {})
     hp.update(((config.get("network_hparams") or {}).get(network) or {}).get(stage) or {})
     return hparams(hp)

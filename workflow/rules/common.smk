@@ -1,5 +1,6 @@
 # Config validation, job lists, path helpers and the code files each stage depends on.
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -8,6 +9,7 @@ sys.path.insert(0, str(REPO))
 
 from wp import WPError
 from wp import config as wpconfig
+from wp import models as wpmodels
 from wp import recipes
 
 try:
@@ -19,7 +21,9 @@ RESULTS = config["results_dir"]
 TABLES = config["tables_dir"]
 LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
-PY = f"{sys.executable} -m wp"  # the Python that runs Snakemake, so its wp and torch are used
+# networks of the user's own: every command loads their files (paths as given, relative to the workdir)
+NETWORK_MODULES = [str(Path(p).resolve()) for p in config["network_modules"]]
+PY = f"{sys.executable} -m wp" + "".join(f" --networks-from {shlex.quote(p)}" for p in NETWORK_MODULES)
 
 
 def _uses_gpu():
@@ -45,7 +49,20 @@ def code(*modules):
     for m in modules:
         path = REPO / m
         files += sorted(str(p.relative_to(REPO)) for p in path.rglob("*.py")) if path.is_dir() else [m]
-    return [str(REPO / f) for f in files]
+    files = [str(REPO / f) for f in files]
+    if "wp/models" not in modules or not NETWORK_MODULES:
+        return files
+
+    def with_own_networks(wc):
+        """Editing the file of a network of the user's own reruns that network's jobs (all, where a
+        job has no network)."""
+        network = wc.get("network")
+        if network is None:
+            return files + NETWORK_MODULES
+        own = wpmodels.origin(network)
+        return files + ([str(own)] if own is not None else [])
+
+    return with_own_networks
 
 
 def hparams_json(stage, network):
@@ -162,6 +179,11 @@ def compare_options(method):
     """The method's options other than its settings list (a params value: changing one reruns its jobs)."""
     block = config["compare"][method]
     return json.dumps({k: v for k, v in block.items() if k != COMPARE_SETTING_LISTS[method]}, sort_keys=True)
+
+
+def needed(files, wc):
+    """``files`` as a rule input: a list, or a function of the wildcards (see ``code``)."""
+    return files(wc) if callable(files) else files
 
 
 def compare_code(method):

@@ -12,7 +12,7 @@ rule compare_train:
     input:
         data=f"{RESULTS}/{{dataset}}/data.h5",
         ckpt=f"{RESULTS}/{{dataset}}/{{network}}/pretrained.pt",
-        code=lambda wc: compare_code(wc.method),
+        code=lambda wc: needed(compare_code(wc.method), wc),
     params:
         hparams=lambda wc: hparams_json(wc.method, wc.network),
         options=lambda wc: compare_options(wc.method),
