@@ -6,6 +6,7 @@ writes a CSV.
 
     python benchmarks/speed.py                                        # CPU-sized run (small batches, few steps)
     python benchmarks/speed.py --device cuda --batch-size 128 --steps 390 --kmeans-vectors 0 --k 128
+    python benchmarks/speed.py --networks-from examples/my_network.py --networks vgg_small --shape 3 32 10
 
 Inputs are random tensors of the paper's shapes (CIFAR-10 for the ResNets, 28x28 single-channel,
 100 classes for tinyconv and mobilenet_v2): speed does not depend on the pixel values. Training
@@ -25,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from wp import lutnet, models, pool  # noqa: E402
+from wp import WPError, lutnet, models, pool  # noqa: E402
 from wp.kmeans import kmeans, kmeans_pytorch  # noqa: E402
 from wp.train import Tensors, autocast_dtype, batch_input, evaluate, fit, hparams, resolve_device  # noqa: E402
 
@@ -158,7 +159,12 @@ def write_csv(rows: list[dict], out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--networks", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    p.add_argument("--networks", nargs="+", default=list(SHAPES), help=f"built-in: {' '.join(SHAPES)}, or your own")
+    p.add_argument("--networks-from", action="append", default=[], metavar="FILE",
+                   help="a Python file that registers networks of your own (as the workflow's network_modules)")
+    p.add_argument("--shape", type=int, nargs=3, default=[3, 32, 10], metavar=("CHANNELS", "SIDE", "CLASSES"),
+                   help="input and classes for networks of your own (default: CIFAR-10's 3 32 10)")
+    p.add_argument("--epoch-images", type=int, default=50_000, help="training-set size behind the epoch times of your own networks")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=32, help="training batch (the paper recipe uses 128)")
     p.add_argument("--eval-batch-size", type=int, default=256)
@@ -171,6 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
     p.add_argument("--out", default="results/benchmarks/speed.csv")
     args = p.parse_args(argv)
+    try:
+        models.load_files(args.networks_from)
+        for name in args.networks:
+            models.check_name(name)
+    except WPError as exc:
+        p.error(str(exc))
+    for name in set(args.networks) - set(SHAPES):  # a network of the user's own
+        SHAPES[name], EPOCH_IMAGES[name] = tuple(args.shape), args.epoch_images
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
