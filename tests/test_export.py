@@ -18,47 +18,35 @@ import pytest
 import torch
 import torch.nn as nn
 
-from wp import WPError, checkpoint, data, export, lut, lutnet, models, pool
-from wp.stages import act_train, cluster, quant_eval, table3, wp_train
+from wp import WPError, checkpoint, data, export, lut, lutnet, pool
+from wp.stages import act_train, quant_eval, table3
 from wp.stages import export as export_stage
 from wp.stages.common import splits
 from wp.train import as_float, hparams
 
-from conftest import REPO
+from conftest import REPO, copy_workflow, planned, pooled_model, snakemake
 
 HP = hparams({"epochs": 1, "batch_size": 32, "lr": 0.01, "schedule": "cosine"})
 
 
 @pytest.fixture(scope="module")
-def tiny_wp(digits_h5, trained_tinyconv, tmp_path_factory):
+def tiny_wp(pooled_tinyconv):
     """tinyconv really trained on digits, pooled with K=32 (5-bit packed indices) and retrained."""
-    d = tmp_path_factory.mktemp("tiny_wp")
-    cluster.run(trained_tinyconv, "tinyconv", 32, d / "pool32.h5", seed=0, device="cpu")
-    wp_train.run(digits_h5, trained_tinyconv, d / "pool32.h5", "tinyconv", HP, d / "wp32.pt", d / "wp32.json", seed=0, device="cpu")
-    return d / "wp32.pt"
+    return pooled_tinyconv(32) / "wp32.pt"
 
 
 def pooled_checkpoint(network, digits_h5, out, k=64, seed=0):
-    """A cheap pooled checkpoint of ``network`` for digits: random weights projected onto a random pool,
-    BatchNorm statistics taken from digits training images (so activations are those of real images)."""
-    torch.manual_seed(seed)
+    """A cheap pooled checkpoint of ``network`` for digits: random weights projected onto a random pool
+    (conftest's pooled_model), BatchNorm statistics taken from digits training images."""
     ds = data.read(digits_h5)
     args = {"in_channels": ds.channels, "num_classes": ds.num_classes, "image_size": ds.image_size}
-    model = models.create(network, **args)
-    layers = pool.pooled_layers(model)
-    centers = torch.randn(k, 8, generator=torch.Generator().manual_seed(seed)) * 0.1
-    indices = {}
-    for name in layers:
-        mod = model.get_submodule(name)
-        w, idx = pool.project(mod.weight.data, centers)
-        mod.weight.data.copy_(w)
-        indices[name] = idx
+    model, centers, indices = pooled_model(network, seed, k, torch.float32, ds.image_size, ds.channels)
     model.train()
     with torch.no_grad():
         for start in range(0, 512, 128):
             model(as_float(torch.from_numpy(ds.train.images[start:start + 128])))
     checkpoint.save(out, model.eval(), network=network, dataset=ds.name, model_args=args, kind="pooled",
-                    pool=centers, pooled_layers=layers, indices=indices, k=k)
+                    pool=centers, pooled_layers=list(indices), indices=indices, k=k)
     return out
 
 
@@ -302,11 +290,11 @@ def test_bad_input_is_refused_and_outputs_stay(digits_h5, trained_tinyconv, tiny
     _, stem = run_export(digits_h5, tiny_wp, "tinyconv", tmp_path)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     cases = [
-        (dict(ckpt=trained_tinyconv), "is a float model, this stage needs a pooled one"),
-        (dict(network="resnet_10"), "holds network 'tinyconv', not 'resnet_10'"),
-        (dict(act_bits=1), "activation bits 1 out of range"),
-        (dict(lut_bits=None), "LUT bits none cannot be exported"),
-        (dict(lut_bits=17), "LUT bits 17 cannot be exported"),
+        ({"ckpt": trained_tinyconv}, "is a float model, this stage needs a pooled one"),
+        ({"network": "resnet_10"}, "holds network 'tinyconv', not 'resnet_10'"),
+        ({"act_bits": 1}, "activation bits 1 out of range"),
+        ({"lut_bits": None}, "LUT bits none cannot be exported"),
+        ({"lut_bits": 17}, "LUT bits 17 cannot be exported"),
     ]
     for kw, match in cases:
         args = {"ckpt": tiny_wp, "network": "tinyconv", "act_bits": 8, "lut_bits": 8, **kw}
@@ -353,3 +341,38 @@ def test_cli_export_and_bad_bits(digits_h5, tiny_wp, tmp_path):
     manifest = json.loads((tmp_path / "a.json").read_text())
     assert manifest["provenance"]["seed"] == 3 and manifest["files"]["h"] == "a.h"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h", "a.json", "a.npz"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# the workflow: rule export, target all_exports (not in the default target)
+# ---------------------------------------------------------------------------------------------------
+
+WF_HP = {"epochs": 1, "batch_size": 32, "train_subset": 300, "test_subset": 100}
+WF_CONFIG = {"recipe": "smoke", "device": "cpu", "threads": 1, "experiments": {"digits": ["tinyconv"]}, "pool_sizes": [8],
+             "hparams": {"pretrain": WF_HP, "wp_train": WF_HP, "act_train": WF_HP}, "compare": {"methods": ["wp"]},
+             "sweeps": {"pool_size": 8, "calibration_images": 64}, "export": {"act_bits": 6}}
+
+
+@pytest.mark.slow
+def test_snakemake_all_exports(tmp_path):
+    work = copy_workflow(tmp_path)
+    assert "export" not in planned(work, WF_CONFIG)  # the default target does not export
+    r = snakemake(work, "all_exports", config=WF_CONFIG)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    out = work / "results" / "digits" / "tinyconv" / "export" / "wp8"
+    assert sorted(p.name for p in out.iterdir()) == ["a6_lut8.h", "a6_lut8.json", "a6_lut8.npz"]
+    manifest = json.loads((out / "a6_lut8.json").read_text())
+    assert (manifest["k"], manifest["act_bits"], manifest["lut_bits"]) == (8, 6, 8)
+    assert manifest["calibration"] == "mse over 64 training images"
+    assert (work / "results" / "logs" / "export" / "digits" / "tinyconv" / "wp8" / "a6_lut8.log").exists()
+    x = digits_images(work / "results" / "digits" / "data.h5", 16)
+    with torch.no_grad():
+        assert export.load(out / "a6_lut8.npz", out / "a6_lut8.json")(x).shape == (16, 10)
+    assert "Nothing to be done" in snakemake(work, "-n", "all_exports", config=WF_CONFIG).stdout
+    # another table width reruns only the export; retrained: the act_train job, then its export
+    jobs = planned(work, {**WF_CONFIG, "export": {"act_bits": 6, "lut_bits": 4}}, "all_exports")
+    assert jobs == {"export": ["wildcards: dataset=digits, network=tinyconv, model=wp8, abits=6, lbits=4"], "all_exports": []}
+    jobs = planned(work, {**WF_CONFIG, "export": {"act_bits": 6, "retrained": True}}, "all_exports")
+    assert sorted(jobs) == ["act_train", "all_exports", "export"] and "model=wp8_a6" in jobs["export"][0]
+    r = snakemake(work, "-n", "all_exports", config={**WF_CONFIG, "export": {"networks": ["resnet_10"]}})
+    assert r.returncode != 0 and "export.networks: 'resnet_10' is in no experiment" in r.stdout + r.stderr

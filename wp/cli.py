@@ -26,6 +26,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="wp", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
 
+    def deployed(sp, lut_default, lut_help, hparams_help):
+        """The arguments of the network run the deployed way (quant_eval, export)."""
+        sp.add_argument("--data", required=True)
+        sp.add_argument("--checkpoint", required=True, help="wp{K}.pt, or a checkpoint from act_train (it carries its ranges)")
+        sp.add_argument("--network", required=True)
+        sp.add_argument("--act-bits", type=int, required=True)
+        sp.add_argument("--lut-bits", default=lut_default, help=lut_help)
+        sp.add_argument("--lut-mode", default="strict", choices=["strict", "reference"])
+        sp.add_argument("--signed-mode", default="twos", choices=["twos", "split"])
+        sp.add_argument("--calibration-images", type=int, default=512)
+        sp.add_argument("--act-range", default="mse", choices=["mse", "max"],
+                        help="activation range per layer: least squared error (mse) or max |input|, as a power of two")
+        sp.add_argument("--hparams", type=str, default="{}", help=hparams_help)
+
     def common(sp, device=True):
         sp.add_argument("--seed", type=int, default=0)
         sp.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
@@ -87,17 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     # ---- the deployed network: precision sweeps and tables 3, 5, 6 (issue 4) ----
     sp = sub.add_parser("quant_eval", aliases=["quant-eval"],
                         help="evaluate a pooled network with quantized activations from the bit-serial LUT")
-    sp.add_argument("--data", required=True)
-    sp.add_argument("--checkpoint", required=True, help="wp{K}.pt, or a checkpoint from act_train")
-    sp.add_argument("--network", required=True)
-    sp.add_argument("--act-bits", type=int, required=True)
-    sp.add_argument("--lut-bits", default="none", help="LUT entry bits, or 'none' for no table")
-    sp.add_argument("--lut-mode", default="strict", choices=["strict", "reference"])
-    sp.add_argument("--signed-mode", default="twos", choices=["twos", "split"])
-    sp.add_argument("--calibration-images", type=int, default=512)
-    sp.add_argument("--act-range", default="mse", choices=["mse", "max"],
-                    help="activation range per layer: least squared error (mse) or max |input|, as a power of two")
-    sp.add_argument("--hparams", type=str, default="{}", help="JSON settings of wp_train (its test subset is scored)")
+    deployed(sp, "none", "LUT entry bits, or 'none' for no table", "JSON settings of wp_train (its test subset is scored)")
     sp.add_argument("--metrics", required=True)
     common(sp)
 
@@ -139,17 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--lut-png", required=True)
     sp.add_argument("--act-png", required=True)
     sp = sub.add_parser("export", help="a pooled checkpoint → deployable arrays (.npz), manifest (.json) and C header (.h)")
-    sp.add_argument("--data", required=True, help="the dataset file (calibration images; checks the checkpoint's dataset)")
-    sp.add_argument("--checkpoint", required=True, help="wp{K}.pt, or a checkpoint from act_train (it carries its ranges)")
-    sp.add_argument("--network", required=True)
-    sp.add_argument("--act-bits", type=int, required=True)
-    sp.add_argument("--lut-bits", default="8", help="LUT entry bits (2..16)")
-    sp.add_argument("--lut-mode", default="strict", choices=["strict", "reference"])
-    sp.add_argument("--signed-mode", default="twos", choices=["twos", "split"])
-    sp.add_argument("--calibration-images", type=int, default=512)
-    sp.add_argument("--act-range", default="mse", choices=["mse", "max"],
-                    help="activation range per layer: least squared error (mse) or max |input|, as a power of two")
-    sp.add_argument("--hparams", type=str, default="{}", help="JSON settings of wp_train (its training subset is sampled)")
+    deployed(sp, "8", "LUT entry bits (2..16)", "JSON settings of wp_train (its training subset is sampled)")
     sp.add_argument("--out-npz", required=True)
     sp.add_argument("--out-json", required=True)
     sp.add_argument("--out-h", required=True)
