@@ -244,7 +244,7 @@ def c_layer_result(stem, entry, codes, work):
     np.savetxt(work / "codes.txt", codes.reshape(-1).numpy(), fmt="%d")
     exe = work / "layer"
     cc = subprocess.run(["gcc", "-std=c99", "-O1", "-Wall", "-Wno-unused-const-variable", "-Wno-unused-function",
-                         f"-I{stem.parent}", f"-I{REPO / 'wp' / 'export_c'}", str(work / "main.c"), "-o", str(exe)],
+                         f"-I{stem.parent}", f"-I{export.C_SOURCE.parent}", str(work / "main.c"), "-o", str(exe)],
                         capture_output=True, text=True)
     assert cc.returncode == 0 and not cc.stderr, cc.stderr[-3000:]
     r = subprocess.run([str(exe), str(work / "codes.txt"), str(codes.shape[1]), str(codes.shape[2])],
