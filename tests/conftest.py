@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn as nn
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,3 +75,50 @@ def trained_tinyconv(digits_h5, tmp_path_factory) -> Path:
     hp = hparams({"epochs": 3, "batch_size": 32, "lr": 0.05, "schedule": "onecycle", "warmup_epochs": 0.5, "nesterov": True})
     pretrain.run(digits_h5, "tinyconv", hp, d / "pretrained.pt", d / "pretrained.json", seed=0, device="cpu")
     return d / "pretrained.pt"
+
+
+# pooled_tinyconv's retraining: one epoch
+POOLED_HP = {"epochs": 1, "batch_size": 32, "lr": 0.01, "schedule": "cosine"}
+
+
+@pytest.fixture(scope="session")
+def pooled_tinyconv(digits_h5, trained_tinyconv, tmp_path_factory):
+    """``pooled_tinyconv(k)``: the directory holding ``pool{k}.h5``, ``wp{k}.pt`` and ``wp{k}.json`` of
+    trained_tinyconv pooled with K = k and retrained one epoch (made once per k in a session)."""
+    from wp.stages import cluster, wp_train
+    from wp.train import hparams
+
+    made = {}
+
+    def make(k: int) -> Path:
+        if k not in made:
+            d = tmp_path_factory.mktemp(f"wp{k}")
+            cluster.run(trained_tinyconv, "tinyconv", k, d / f"pool{k}.h5", seed=0, device="cpu")
+            wp_train.run(digits_h5, trained_tinyconv, d / f"pool{k}.h5", "tinyconv", hparams(POOLED_HP), d / f"wp{k}.pt",
+                         d / f"wp{k}.json", seed=0, device="cpu")
+            made[k] = d
+        return made[k]
+
+    return make
+
+
+def pooled_model(name, seed=0, k=16, dtype=torch.float64, image_size=12, in_channels=1):
+    """A random network of the registry whose pooled layers hold pool vectors, with its indices."""
+    from wp import models, pool
+
+    torch.manual_seed(seed)
+    m = models.create(name, in_channels=in_channels, num_classes=10, image_size=image_size).to(dtype).eval()
+    layers = pool.pooled_layers(m)
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.randn(k, 8, generator=g, dtype=dtype) * 0.2
+    indices = {}
+    for name_ in layers:
+        mod = m.get_submodule(name_)
+        w, idx = pool.project(mod.weight.data, centers)
+        mod.weight.data.copy_(w)
+        indices[name_] = idx
+    for mod in m.modules():  # tame random BNs so activations stay in a sane range
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.running_var.fill_(4.0)
+            mod.running_mean.fill_(0.2)  # BN outputs go negative where no ReLU follows
+    return m, centers, indices

@@ -7,27 +7,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from wp import WPError, lut, lutnet, models, pool, quant
+from wp import WPError, lut, lutnet, pool, quant
 
-
-def pooled_model(name, seed=0, k=16, dtype=torch.float64, image_size=12, in_channels=1):
-    """A random network of the registry whose pooled layers hold pool vectors, with its indices."""
-    torch.manual_seed(seed)
-    m = models.create(name, in_channels=in_channels, num_classes=10, image_size=image_size).to(dtype).eval()
-    layers = pool.pooled_layers(m)
-    g = torch.Generator().manual_seed(seed)
-    centers = torch.randn(k, 8, generator=g, dtype=dtype) * 0.2
-    indices = {}
-    for name_ in layers:
-        mod = m.get_submodule(name_)
-        w, idx = pool.project(mod.weight.data, centers)
-        mod.weight.data.copy_(w)
-        indices[name_] = idx
-    for mod in m.modules():  # tame random BNs so activations stay in a sane range
-        if isinstance(mod, nn.BatchNorm2d):
-            mod.running_var.fill_(4.0)
-            mod.running_mean.fill_(0.2)  # BN outputs go negative where no ReLU follows
-    return m, centers, indices
+from conftest import pooled_model
 
 
 @pytest.mark.parametrize("network", ["tinyconv", "resnet_mlperf", "mobilenet_v2"])

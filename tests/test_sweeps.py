@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from wp import WPError, checkpoint, compression, models, sweeps, tables
-from wp.stages import act_train, cluster, quant_eval, table3, wp_train
+from wp.stages import act_train, quant_eval, table3, wp_train
 from wp.train import hparams
 
 from conftest import REPO
@@ -19,11 +19,8 @@ HP = hparams({"epochs": 1, "batch_size": 32, "lr": 0.01, "schedule": "cosine"})
 
 
 @pytest.fixture(scope="module")
-def wp16(digits_h5, trained_tinyconv, tmp_path_factory):
-    d = tmp_path_factory.mktemp("wp16")
-    cluster.run(trained_tinyconv, "tinyconv", 16, d / "pool16.h5", seed=0, device="cpu")
-    wp_train.run(digits_h5, trained_tinyconv, d / "pool16.h5", "tinyconv", HP, d / "wp16.pt", d / "wp16.json", seed=0, device="cpu")
-    return d
+def wp16(pooled_tinyconv):
+    return pooled_tinyconv(16)
 
 
 def evaluate(digits_h5, ckpt, out, act_bits=8, lut_bits=None, **kw):

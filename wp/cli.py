@@ -29,6 +29,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "config key network_modules)")
     sub = p.add_subparsers(dest="command", required=True)
 
+    def deployed(sp, lut_default, lut_help, hparams_help):
+        """The arguments of the network run the deployed way (quant_eval, export)."""
+        sp.add_argument("--data", required=True)
+        sp.add_argument("--checkpoint", required=True, help="wp{K}.pt, or a checkpoint from act_train (it carries its ranges)")
+        sp.add_argument("--network", required=True)
+        sp.add_argument("--act-bits", type=int, required=True)
+        sp.add_argument("--lut-bits", default=lut_default, help=lut_help)
+        sp.add_argument("--lut-mode", default="strict", choices=["strict", "reference"])
+        sp.add_argument("--signed-mode", default="twos", choices=["twos", "split"])
+        sp.add_argument("--calibration-images", type=int, default=512)
+        sp.add_argument("--act-range", default="mse", choices=["mse", "max"],
+                        help="activation range per layer: least squared error (mse) or max |input|, as a power of two")
+        sp.add_argument("--hparams", type=str, default="{}", help=hparams_help)
+
     def common(sp, device=True):
         sp.add_argument("--seed", type=int, default=0)
         sp.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
@@ -90,17 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     # ---- the deployed network: precision sweeps and tables 3, 5, 6 (issue 4) ----
     sp = sub.add_parser("quant_eval", aliases=["quant-eval"],
                         help="evaluate a pooled network with quantized activations from the bit-serial LUT")
-    sp.add_argument("--data", required=True)
-    sp.add_argument("--checkpoint", required=True, help="wp{K}.pt, or a checkpoint from act_train")
-    sp.add_argument("--network", required=True)
-    sp.add_argument("--act-bits", type=int, required=True)
-    sp.add_argument("--lut-bits", default="none", help="LUT entry bits, or 'none' for no table")
-    sp.add_argument("--lut-mode", default="strict", choices=["strict", "reference"])
-    sp.add_argument("--signed-mode", default="twos", choices=["twos", "split"])
-    sp.add_argument("--calibration-images", type=int, default=512)
-    sp.add_argument("--act-range", default="mse", choices=["mse", "max"],
-                    help="activation range per layer: least squared error (mse) or max |input|, as a power of two")
-    sp.add_argument("--hparams", type=str, default="{}", help="JSON settings of wp_train (its test subset is scored)")
+    deployed(sp, "none", "LUT entry bits, or 'none' for no table", "JSON settings of wp_train (its test subset is scored)")
     sp.add_argument("--metrics", required=True)
     common(sp)
 
@@ -141,6 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--table6", required=True)
     sp.add_argument("--lut-png", required=True)
     sp.add_argument("--act-png", required=True)
+    sp = sub.add_parser("export", help="a pooled checkpoint → deployable arrays (.npz), manifest (.json) and C header (.h)")
+    deployed(sp, "8", "LUT entry bits (2..16)", "JSON settings of wp_train (its training subset is sampled)")
+    sp.add_argument("--out-npz", required=True)
+    sp.add_argument("--out-json", required=True)
+    sp.add_argument("--out-h", required=True)
+    common(sp)
+
     # --- comparison with related methods (issue 7) ---
     sp = sub.add_parser("compare", help="one comparison job: prune, ternary, valueset or sharing from the float network")
     sp.add_argument("--method", required=True, choices=["prune", "ternary", "valueset", "sharing"])
@@ -244,6 +255,13 @@ def dispatch(args: argparse.Namespace) -> None:
         from wp.stages import sweep_plots
 
         sweep_plots.run(args.table5, args.table6, args.lut_png, args.act_png)
+    elif cmd == "export":
+        from wp.stages import export
+        from wp.sweeps import parse_lut
+
+        export.run(args.data, args.checkpoint, args.network, args.act_bits, parse_lut(args.lut_bits), _hparams(args.hparams),
+                   args.out_npz, args.out_json, args.out_h, lut_mode=args.lut_mode, signed_mode=args.signed_mode,
+                   calibration_images=args.calibration_images, act_range=args.act_range, seed=args.seed, device=args.device)
     # --- comparison with related methods (issue 7) ---
     elif cmd == "compare":
         from wp.stages import compare

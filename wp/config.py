@@ -70,6 +70,7 @@ def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
         raise WPError(f"config: {_where(e)}: {e.message} (fix it in config.yaml or on the --config line)")
     check_names(config)
     check_compare(config)
+    check_listed(config, "export")
     return config
 
 
@@ -91,15 +92,20 @@ def check_names(config: dict) -> None:
 
 
 # --- comparison with related methods (issue 7) ---
+def check_listed(config: dict, block: str) -> None:
+    """``config[block]["networks"]`` names networks of the experiments."""
+    listed = {n for nets in config["experiments"].values() for n in nets}
+    for net in config[block]["networks"]:
+        if net not in listed:
+            raise WPError(f"config: {block}.networks: {net!r} is in no experiment: add it to experiments or remove it here")
+
+
 def check_compare(config: dict) -> None:
     """The compare block names networks of the experiments and known value sets."""
     from wp.methods import valueset
 
     cmp = config["compare"]
-    listed = {n for nets in config["experiments"].values() for n in nets}
-    for net in cmp["networks"]:
-        if net not in listed:
-            raise WPError(f"config: compare.networks: {net!r} is in no experiment: add it to experiments or remove it here")
+    check_listed(config, "compare")
     for name in cmp["valueset"]["sets"]:
         if name not in valueset.VALUE_SETS:
             raise WPError(f"config: compare.valueset.sets: unknown value set {name!r}: use one of {', '.join(valueset.VALUE_SETS)}")

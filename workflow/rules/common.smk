@@ -150,6 +150,15 @@ def sweep_outputs():
         f"{TABLES}/plots/accuracy_vs_lut_bits.png",
         f"{TABLES}/plots/accuracy_vs_act_bits.png",
     ]
+def export_outputs():
+    """The artifacts of `all_exports`: per (dataset, network) of export.networks, the pool of sweeps.pool_size
+    at export.act_bits / lut_bits (the act_train checkpoint with export.retrained)."""
+    ex = config["export"]
+    model = f"wp{SWEEP_K}_a{ex['act_bits']}" if ex["retrained"] else f"wp{SWEEP_K}"
+    return [f"{RESULTS}/{d}/{n}/export/{model}/a{ex['act_bits']}_lut{ex['lut_bits']}.{ext}"
+            for d, n in jobs() if not ex["networks"] or n in ex["networks"] for ext in ("npz", "json", "h")]
+
+
 # --- comparison with related methods (issue 7) ---
 COMPARE_METHODS = ("prune", "ternary", "valueset", "sharing")
 TERNARY_SETTING = {False: "weights", True: "weights_acts"}

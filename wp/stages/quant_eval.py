@@ -39,6 +39,14 @@ def load_pooled(ckpt_path: str | Path, network: str, device: torch.device) -> tu
     return ckpt, model
 
 
+def check_trained_bits(ckpt: dict, act_bits: int, ckpt_path) -> int | None:
+    """A checkpoint retrained by ``act_train`` runs only at its own bit width; returns that width (or None)."""
+    trained_bits = ckpt.get("act_bits")
+    if trained_bits is not None and trained_bits != act_bits:
+        raise WPError(f"checkpoint {ckpt_path} was retrained for {trained_bits}-bit activations, not {act_bits}: use it at {trained_bits} bits")
+    return trained_bits
+
+
 def act_ranges(ckpt: dict, model: torch.nn.Module, train: Tensors, images: int, seed: int, *, bits: int,
                method: str = "mse") -> dict[str, tuple[float, bool]]:
     """The checkpoint's own ranges (retrained with them) or ranges calibrated on training images for
@@ -61,9 +69,7 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
     ds = data.read(data_path)
     ckpt, model = load_pooled(ckpt_path, network, dev)
     check_dataset(ckpt, ds, ckpt_path)
-    trained_bits = ckpt.get("act_bits")
-    if trained_bits is not None and trained_bits != act_bits:
-        raise WPError(f"checkpoint {ckpt_path} was retrained for {trained_bits}-bit activations, not {act_bits}: evaluate it at {trained_bits} bits")
+    trained_bits = check_trained_bits(ckpt, act_bits, ckpt_path)
     train, _, test = splits(ds, {**hp, "selection": "final"}, seed, dev)
     seed_everything(seed)
     float_top1 = evaluate(model, test, hp["eval_batch_size"])

@@ -1,0 +1,39 @@
+# Deployable artifacts: the pool-K network as the files a microcontroller runtime needs (README
+# "Exporting for a device"). Not in the default target: `snakemake --cores 4 all_exports`, or a file:
+#   results/{dataset}/{network}/export/wp64/a8_lut8.h  (wp64_a4/a4_lut8.h: the act_train checkpoint)
+
+
+rule export:
+    output:
+        npz=f"{RESULTS}/{{dataset}}/{{network}}/export/{{model}}/a{{abits}}_lut{{lbits}}.npz",
+        json=f"{RESULTS}/{{dataset}}/{{network}}/export/{{model}}/a{{abits}}_lut{{lbits}}.json",
+        h=f"{RESULTS}/{{dataset}}/{{network}}/export/{{model}}/a{{abits}}_lut{{lbits}}.h",
+    wildcard_constraints:
+        lbits="[0-9]+",
+    input:
+        data=f"{RESULTS}/{{dataset}}/data.h5",
+        ckpt=eval_checkpoint,
+        code=code("wp/models", "wp/train.py", "wp/checkpoint.py", "wp/pool.py", "wp/quant.py", "wp/lut.py",
+                  "wp/lutnet.py", "wp/compression.py", "wp/sweeps.py", "wp/export.py", "wp/stages/common.py",
+                  "wp/stages/quant_eval.py", "wp/stages/export.py"),
+    params:
+        hparams=lambda wc: hparams_json("wp_train", wc.network),
+        lut_mode=SWEEPS["lut_mode"],
+        signed_mode=SWEEPS["signed_mode"],
+        calibration=SWEEPS["calibration_images"],
+        act_range=SWEEPS["act_range"],
+        seed=config["seed"],
+        device=config["device"],
+    threads: config["threads"]
+    resources:
+        gpu=GPU,
+    log:
+        f"{LOGS}/export/{{dataset}}/{{network}}/{{model}}/a{{abits}}_lut{{lbits}}.log",
+    benchmark:
+        f"{BENCH}/export/{{dataset}}/{{network}}/{{model}}/a{{abits}}_lut{{lbits}}.tsv"
+    shell:
+        "{PY} export --data {input.data:q} --checkpoint {input.ckpt:q} --network {wildcards.network} "
+        "--act-bits {wildcards.abits} --lut-bits {wildcards.lbits} --lut-mode {params.lut_mode} "
+        "--signed-mode {params.signed_mode} --calibration-images {params.calibration} --act-range {params.act_range} "
+        "--hparams {params.hparams:q} --seed {params.seed} --device {params.device} --threads {threads} "
+        "--out-npz {output.npz:q} --out-json {output.json:q} --out-h {output.h:q} > {log:q} 2>&1"

@@ -1,0 +1,55 @@
+"""Stage ``export``: a pooled checkpoint → the files a microcontroller runtime needs (``.npz``, ``.json``, ``.h``).
+
+The network is built exactly as ``quant_eval`` builds it (:func:`wp.stages.quant_eval.load_pooled`,
+:func:`~wp.stages.quant_eval.act_ranges`: the checkpoint's own ranges when ``act_train`` retrained it,
+otherwise ranges calibrated for ``act_bits`` on the same seeded sample of training images; then
+:func:`wp.lutnet.convert` with ``lut_bits``-bit tables), and :func:`wp.export.from_lutnet` reads the artifact
+off that network. See :mod:`wp.export` for what the files hold.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from wp import WPError, data, export, lutnet, provenance
+from wp.io import sha256
+from wp.stages.common import check_dataset, seed_everything, splits
+from wp.stages.quant_eval import act_ranges, check_trained_bits, load_pooled
+from wp.sweeps import lut_label
+from wp.train import resolve_device
+
+
+def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: int, lut_bits: int | None, hp: dict,
+        out_npz: str | Path, out_json: str | Path, out_h: str | Path, *, lut_mode: str = "strict",
+        signed_mode: str = "twos", calibration_images: int = 512, act_range: str = "mse", seed: int = 0,
+        device: str = "auto") -> dict:
+    if not 2 <= act_bits <= 16:
+        raise WPError(f"activation bits {act_bits} out of range: choose 2..16")
+    lo, hi = export.LUT_BITS
+    if lut_bits is None or not lo <= lut_bits <= hi:
+        raise WPError(f"LUT bits {lut_label(lut_bits)} cannot be exported: the device runs from integer table codes, choose {lo}..{hi}")
+    dev = resolve_device(device)
+    ds = data.read(data_path)
+    ckpt, model = load_pooled(ckpt_path, network, dev)
+    check_dataset(ckpt, ds, ckpt_path)
+    check_trained_bits(ckpt, act_bits, ckpt_path)
+    train, _, _ = splits(ds, {**hp, "selection": "final"}, seed, dev)
+    seed_everything(seed)
+    ranges = act_ranges(ckpt, model, train, calibration_images, seed, bits=act_bits, method=act_range)
+    lutnet.convert(model, ckpt["pool"], ckpt["indices"], ranges, act_bits, lut_bits, lut_mode=lut_mode, signed_mode=signed_mode)
+    arrays, manifest = export.from_lutnet(model, ckpt, act_bits=act_bits, lut_bits=lut_bits, lut_mode=lut_mode,
+                                          signed_mode=signed_mode)
+    calibration = "checkpoint" if ckpt.get("act_ranges") else f"{act_range} over {min(calibration_images, len(train))} training images"
+    manifest.update({
+        "stage": "export", "act_range_method": act_range, "calibration": calibration,
+        "source": {"checkpoint": Path(ckpt_path).name, "checkpoint_sha256": sha256(ckpt_path)},
+        "provenance": provenance.collect(dev, seed, {"stage": "export", "dataset": ds.name, "network": network,
+                                                     "k": int(ckpt["k"]), "act_bits": act_bits, "lut_bits": lut_bits,
+                                                     "lut_mode": lut_mode, "signed_mode": signed_mode,
+                                                     "act_range": act_range, "hparams": hp})})
+    manifest = export.write(arrays, manifest, out_npz, out_json, out_h)
+    st = manifest["storage"]
+    print(f"export {network} K={ckpt['k']} {act_bits}-bit activations, {lut_bits}-bit table: {len(manifest['layers'])} pooled layers, "
+          f"{st['tables']} table(s); storage {st['bytes_int8']:.0f} B at int8 (table 3: {st['table3']['bytes_int8']:.0f} B); "
+          f"files {manifest['files']['npz_bytes']} B .npz, {manifest['files']['h_bytes']} B .h", flush=True)
+    return manifest
