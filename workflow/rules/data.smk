@@ -8,6 +8,7 @@ rule prepare:
         f"{RESULTS}/{{dataset}}/data.h5",
     input:
         code=code("wp/data", "wp/stages/prepare.py"),
+        own=lambda wc: own_dataset_file(wc.dataset),
     params:
         data_dir=config["data_dir"],
         seed=config["seed"],

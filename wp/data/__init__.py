@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wp.data import cifar10, digits, fashion_mnist, quickdraw  # noqa: F401  (registers the datasets)
+from wp.data import arrays, cifar10, digits, fashion_mnist, quickdraw  # noqa: F401  (registers the datasets)
 from wp.data.registry import DatasetSpec, Split, get, names
 from wp.data.store import CachedDataset, read
 
@@ -16,7 +16,7 @@ def prepare(dataset: str, data_dir: str | Path, out: str | Path, seed: int = 0, 
     a failure raises WPError before ``out`` is touched."""
     from wp.data.store import write
 
-    spec = get(dataset)
+    spec = arrays.spec_for(dataset, options) if arrays.is_own(options) else get(dataset)
     train, test, provenance = spec.load(Path(data_dir), seed, dict(options or {}))
     # A dataset whose class list is an option (quickdraw100) reports the list it used in its provenance.
     classes = list(provenance.get("classes", spec.classes))
@@ -24,4 +24,6 @@ def prepare(dataset: str, data_dir: str | Path, out: str | Path, seed: int = 0, 
     return {"dataset": spec.name, "train": len(train.labels), "test": len(test.labels), **provenance}
 
 
-__all__ = ["CachedDataset", "DatasetSpec", "Split", "get", "names", "prepare", "read"]
+register_own = arrays.register_own
+
+__all__ = ["register_own", "CachedDataset", "DatasetSpec", "Split", "get", "names", "prepare", "read"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import numpy as np
@@ -39,7 +40,11 @@ def model_args(ds: wpdata.CachedDataset) -> dict:
 
 
 def augment_for(ds: wpdata.CachedDataset) -> dict:
-    return dict(wpdata.get(ds.name).augment) if ds.name in wpdata.names() else {}
+    """The dataset's training augmentation: its registry entry's, or what ``prepare`` stored for a
+    dataset of the user's own."""
+    if ds.name in wpdata.names():
+        return dict(wpdata.get(ds.name).augment)
+    return dict(json.loads(ds.attrs.get("provenance", "{}")).get("augment", {}))
 
 
 def check_dataset(ckpt: dict, ds: wpdata.CachedDataset, ckpt_path) -> None:
