@@ -77,3 +77,20 @@ def test_no_data_and_no_network_says_what_to_do(work, tmp_path):
     log = (work / "results" / "logs" / "prepare" / "cifar10.log").read_text()
     assert "cifar-10-python.tar.gz" in log and "wp: error:" in log
     assert not (work / "results" / "cifar10" / "data.h5").exists()
+
+
+def test_the_paper_config_on_top_of_the_default_one_runs_only_the_paper_experiments(work):
+    """`snakemake tables/table4.csv --configfile config/paper.yaml` in the repository: Snakemake merges
+    that file into config.yaml; experiments must be the paper's alone, not those plus Fashion-MNIST."""
+    (work / "config").mkdir()
+    (work / "config" / "paper.yaml").write_text((REPO / "config" / "paper.yaml").read_text())
+    (work / "config.yaml").write_text((REPO / "config.yaml").read_text())
+    r = snakemake(work, "-n", "tables/table4.csv", "--configfile", "config/paper.yaml")
+    assert r.returncode == 0, r.stderr
+    datasets = set(re.findall(r"wildcards: dataset=(\w+)", r.stdout))
+    assert datasets == {"cifar10", "quickdraw100"}
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", r.stdout, flags=re.M))
+    assert counts["pretrain"] == "5" and counts["wp_train"] == "15"
+    r = snakemake(work, "-n", "tables/table4.csv", "--config", "recipe=fast")  # --config without experiments
+    datasets = set(re.findall(r"wildcards: dataset=(\w+)", r.stdout))
+    assert r.returncode == 0 and datasets == {"fashion_mnist"}  # config.yaml's experiments stay

@@ -56,6 +56,21 @@ def _where(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "(top level)"
 
 
+# keys whose value is a selection: a config given on top of config.yaml replaces them instead of
+# being merged into them (Snakemake deep-merges --configfile and --config into the workflow's config)
+SELECTIONS = ("experiments",)
+
+
+def apply_selections(config: dict, given: dict | None) -> dict:
+    """Replace the selection keys of ``config`` by those of ``given`` (the user's --configfile and
+    --config values), so that ``experiments: {cifar10: [...]}`` means only those, not those plus the
+    defaults'."""
+    for key in SELECTIONS:
+        if given and key in given:
+            config[key] = copy.deepcopy(dict(given[key])) if isinstance(given[key], dict) else given[key]
+    return config
+
+
 def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     """Validate ``config`` (in place) against the schema, fill defaults, check dataset, network and
     training-setting names. Raises WPError with one line naming the key and the fix."""
@@ -78,6 +93,7 @@ def check_names(config: dict) -> None:
     from wp import data, models, recipes
 
     models.load_files(config.get("network_modules"))  # networks of the user's own, before their names are checked
+    data.register_own(config.get("datasets"))  # datasets of the user's own (an .npz file each)
     for dataset, networks in config["experiments"].items():
         data.get(dataset)
         for net in networks:

@@ -12,6 +12,8 @@ from wp import config as wpconfig
 from wp import models as wpmodels
 from wp import recipes
 
+# a --configfile's or --config's experiments replace config.yaml's instead of adding to them
+wpconfig.apply_selections(config, getattr(getattr(workflow, "config_settings", None), "overwrite_config", None))
 try:
     wpconfig.validate(config)
 except WPError as exc:
@@ -77,6 +79,12 @@ def dataset_options(dataset):
     """The options that change what `prepare` writes (a params value: changing one reruns it)."""
     opts = config["datasets"].get(dataset, {})
     return json.dumps({k: v for k, v in opts.items() if k not in FETCH_ONLY_OPTIONS}, sort_keys=True)
+
+
+def own_dataset_file(dataset):
+    """The .npz file of a dataset of the user's own (an input: replacing it reruns prepare), else none."""
+    opts = config["datasets"].get(dataset, {})
+    return [opts["npz"]] if "npz" in opts else []
 
 
 # where and how to fetch raw files, for every dataset: on the command line, not a rerun trigger
