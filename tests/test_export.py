@@ -119,6 +119,7 @@ def test_storage_is_table3s_calculator(digits_h5, tiny_wp, tmp_path):
     assert st["tables"] == len(m["luts"]) and st["lut_bytes"] == st["tables"] * 256 * 32
     assert st["bytes_int8"] == st["table3"]["bytes_int8"] + (st["tables"] - 1) * 256 * 32
     assert st["unpooled_bytes_int8"] == row["unpooled_bytes_int8"]
+    assert row["lut_tables"] == st["tables"] and row["ratio_int8_deployed"] == round(st["ratio_int8"], 2)
     assert st["file_bytes"]["indices"] == row["index_bytes"]
     assert m["files"]["npz_bytes"] == (tmp_path / f"{stem.name}.npz").stat().st_size
 
@@ -132,6 +133,9 @@ def test_resnet_and_mobilenet_artifacts_rebuild_the_lut_network(network, digits_
         ref = lutnet_from_checkpoint(digits_h5, ckpt, network, 6, 8, calibration_images=64)(x)
         got = export.load(f"{stem}.npz", f"{stem}.json")(x)
     assert torch.equal(got, ref)
+    row = table3.row(ckpt, lut_bits=8)  # Table 3 counts the tables the artifact stores
+    assert row["lut_tables"] == m["storage"]["tables"] == len(m["luts"])
+    assert row["ratio_int8_deployed"] == round(m["storage"]["ratio_int8"], 2) <= row["ratio_int8"]
     signed = {e["act_signed"] for e in m["layers"]}
     assert signed == ({False} if network == "resnet_mlperf" else {True, False})  # after ReLU / after a BN
     if network == "resnet_mlperf":  # (mobilenet_v2's strided convs are depthwise: not pooled)

@@ -126,10 +126,11 @@ def index_bits(k: int) -> int:
 
 
 def weight_pool(model: nn.Module, pooled_layers: list[str], k: int, lut_bits: int = 8,
-                packed: bool = True) -> Footprint:
+                packed: bool = True, tables: int = 1) -> Footprint:
     """The weight-pool network: an index per z-vector of every pooled layer (bit-packed
     ``ceil(log2 k)`` bits, or one byte with ``packed=False``), one shared ``256·k``-entry table of
-    ``lut_bits`` entries, everything else at base precision."""
+    ``lut_bits`` entries (``tables`` of them where layers quantize it with different ranges, as
+    :mod:`wp.lutnet` does), everything else at base precision."""
     layers = weight_layers(model)
     bits = index_bits(k) if packed else 8
     encoded = {}
@@ -138,4 +139,4 @@ def weight_pool(model: nn.Module, pooled_layers: list[str], k: int, lut_bits: in
         if n % VECTOR:
             raise ValueError(f"layer {name} has {n} weights, not a multiple of {VECTOR}")
         encoded[name] = [Part(name, "index", n // VECTOR, bits)]
-    return footprint(model, f"wp{k}", encoded, [Part("", "lut", PATTERNS * k, lut_bits)])
+    return footprint(model, f"wp{k}", encoded, [Part("", "lut", PATTERNS * k, lut_bits) for _ in range(tables)])

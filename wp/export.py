@@ -193,9 +193,7 @@ def storage(model: nn.Module, pooled: list[str], k: int, lut_bits: int, tables: 
     the others add ``256·K·lut_bits`` bits each. ``file_bytes``: the arrays as written (float32 params,
     byte and packed indices)."""
     table3 = compression.weight_pool(model, pooled, k, lut_bits, packed=True)
-    shared = [compression.Part("", "lut", lut.PATTERNS * k, lut_bits) for _ in range(tables)]
-    encoded = {p.layer: [p] for p in table3.parts if p.what == "index"}
-    fp = compression.footprint(model, f"wp{k}", encoded, shared)
+    fp = compression.weight_pool(model, pooled, k, lut_bits, packed=True, tables=tables)
 
     def numbers(f: compression.Footprint) -> dict:
         return {"params": f.params, "bits_int8": f.bits("int8"), "bytes_int8": f.bytes("int8"),

@@ -5,6 +5,10 @@ byte-aligned (one byte per z-vector, what the runtime stores) and bit-packed (``
 LUT (``256·K`` entries of ``lut_bits``), and the compression ratio against int8 and fp32 weights with
 :mod:`wp.compression`: uncompressed bits over (indices + LUT + every unpooled weight and bias at the
 base precision). ``lut_share`` is the LUT's part of the compressed int8 storage.
+
+The paper prices one table. :mod:`wp.lutnet` quantizes it per layer (range = max |T| over the pool
+vectors the layer uses), so a device stores one table per distinct range: ``lut_tables`` counts them
+and ``ratio_int8_deployed`` prices them (what ``python -m wp export`` writes).
 """
 
 from __future__ import annotations
@@ -13,7 +17,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from wp import checkpoint, compression, models, paper, tables
+from wp import checkpoint, compression, lut, models, paper, quant, tables
+
+
+def lut_tables(ckpt: dict) -> int:
+    """How many different tables the pooled layers read once each quantizes the shared table with
+    its own range (layers with the same range read the same codes)."""
+    table = lut.build_table(ckpt["pool"].double())
+    return len({quant.table_range(table, ckpt["indices"][name]) for name in ckpt["pooled_layers"]})
 
 
 def row(ckpt_path: str | Path, lut_bits: int = 8) -> dict:
@@ -22,6 +33,8 @@ def row(ckpt_path: str | Path, lut_bits: int = 8) -> dict:
     k, layers = int(ckpt["k"]), ckpt["pooled_layers"]
     packed = compression.weight_pool(model, layers, k, lut_bits, packed=True)
     byte = compression.weight_pool(model, layers, k, lut_bits, packed=False)
+    n_tables = lut_tables(ckpt)
+    deployed = compression.weight_pool(model, layers, k, lut_bits, packed=True, tables=n_tables)
     mods = compression.weight_layers(model)
     pooled = sum(mods[n].weight.numel() for n in layers)
     ref = paper.TABLE3.get((ckpt["dataset"], ckpt["network"]), {})
@@ -34,6 +47,7 @@ def row(ckpt_path: str | Path, lut_bits: int = 8) -> dict:
         "ratio_int8": round(packed.ratio("int8"), 2), "ratio_fp32": round(packed.ratio("fp32"), 2),
         "ratio_int8_byte_indices": round(byte.ratio("int8"), 2),
         "lut_share": round(100 * packed.bits_of("lut") / packed.bits("int8"), 1),
+        "lut_tables": n_tables, "ratio_int8_deployed": round(deployed.ratio("int8"), 2),
         "paper_params": ref.get("params"), "paper_ratio": ref.get("ratio"), "paper_lut_overhead": ref.get("lut_overhead"),
     }
 
