@@ -94,3 +94,15 @@ def test_the_paper_config_on_top_of_the_default_one_runs_only_the_paper_experime
     r = snakemake(work, "-n", "tables/table4.csv", "--config", "recipe=fast")  # --config without experiments
     datasets = set(re.findall(r"wildcards: dataset=(\w+)", r.stdout))
     assert r.returncode == 0 and datasets == {"fashion_mnist"}  # config.yaml's experiments stay
+
+
+def test_a_config_with_experiments_of_its_own_does_not_inherit_the_default_choice_of_compared_networks(work):
+    (work / "config.yaml").write_text((REPO / "config.yaml").read_text())  # compares tinyconv and resnet_10
+    (work / "mine.yaml").write_text("experiments: {digits: [tinyconv, resnet_mlperf]}\n")
+    r = snakemake(work, "-n", "tables/compare.csv", "--configfile", "mine.yaml")
+    assert r.returncode == 0, r.stderr
+    compared = set(re.findall(r"wildcards: dataset=digits, network=(\w+), method=", r.stdout))
+    assert compared == {"tinyconv", "resnet_mlperf"}
+    (work / "mine.yaml").write_text("experiments: {digits: [tinyconv, resnet_mlperf]}\ncompare: {networks: [resnet_10]}\n")
+    r = snakemake(work, "-n", "tables/compare.csv", "--configfile", "mine.yaml")
+    assert r.returncode != 0 and "compare.networks: 'resnet_10' is in no experiment" in r.stderr

@@ -59,6 +59,7 @@ def _where(error: jsonschema.ValidationError) -> str:
 # keys whose value is a selection: a config given on top of config.yaml replaces them instead of
 # being merged into them (Snakemake deep-merges --configfile and --config into the workflow's config)
 SELECTIONS = ("experiments",)
+EXPERIMENT_CHOICES = (("compare", "networks"), ("export", "networks"))  # [] = every network of experiments
 
 
 def apply_selections(config: dict, given: dict | None) -> dict:
@@ -68,6 +69,12 @@ def apply_selections(config: dict, given: dict | None) -> dict:
     for key in SELECTIONS:
         if given and key in given:
             config[key] = copy.deepcopy(dict(given[key])) if isinstance(given[key], dict) else given[key]
+    if given and "experiments" in given:
+        # config.yaml's choice of networks to compare names config.yaml's experiments: with experiments
+        # of one's own and no choice of one's own, compare them all (the schema's default)
+        for block, key in EXPERIMENT_CHOICES:
+            if key not in (given.get(block) or {}) and key in (config.get(block) or {}):
+                config[block][key] = []
     return config
 
 
