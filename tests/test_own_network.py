@@ -99,6 +99,20 @@ def test_the_cli_trains_a_network_of_ones_own_only_with_its_file(digits_h5, tmp_
     assert "unknown network 'vgg_small'" in r.stderr and not (tmp_path / "p.h5").exists()
 
 
+def test_the_networks_command_shows_what_pools_would_do_to_each_network():
+    r = wp_cli("--networks-from", str(EXAMPLE), "networks", "--channels", "1", "--image-size", "28", "--layers")
+    assert r.returncode == 0, r.stderr
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in r.stdout.splitlines() if line.startswith("| ")}
+    assert set(rows) >= {"network", "vgg_small", "tinyconv", "resnet_14", "mobilenet_v2"}
+    header = rows["network"]
+    own = dict(zip(header, rows["vgg_small"]))
+    assert own["source"] == str(EXAMPLE.resolve()) and own["z_vectors"] == str((32 * 2 + 64 * 4) * 9)
+    assert dict(zip(header, rows["resnet_14"]))["z_vectors"] == "346112"  # every conv but the first, 3x3 and 1x1
+    assert "  4.0 (64, 32, 3, 3)" in r.stdout.splitlines()
+    r = wp_cli("networks", "vgg_small")
+    assert r.returncode == 2 and "unknown network 'vgg_small'" in r.stderr and "--networks-from" in r.stderr
+
+
 CONFIG = {
     "recipe": "smoke",
     "device": "cpu",

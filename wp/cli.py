@@ -176,6 +176,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--png", required=True)
     # --- end comparison ---
 
+    sp = sub.add_parser("networks", help="the registered networks: parameters, pooled layers, z-vectors, ratio at K")
+    sp.add_argument("names", nargs="*", help="networks to show (default: all registered)")
+    sp.add_argument("--channels", type=int, default=3)
+    sp.add_argument("--image-size", type=int, default=32)
+    sp.add_argument("--classes", type=int, default=10)
+    sp.add_argument("--k", type=int, default=64, help="pool size for the compression ratio")
+    sp.add_argument("--pool-fc", action="store_true")
+    sp.add_argument("--layers", action="store_true", help="also list each network's pooled layers")
+
     sp = sub.add_parser("check-config", help="validate a config file, print it with defaults filled in")
     sp.add_argument("configfile")
     return p
@@ -279,6 +288,17 @@ def dispatch(args: argparse.Namespace) -> None:
 
         compare_table.run(args.metrics, args.checkpoints, args.out, args.md, args.png)
     # --- end comparison ---
+    elif cmd == "networks":
+        from wp import models
+        from wp.models.summary import show, summary
+
+        for name in args.names:
+            models.check_name(name)
+        if args.k < 2 or args.channels < 1 or args.classes < 1 or args.image_size < 1:
+            raise WPError("--k must be at least 2 and --channels, --classes, --image-size at least 1: fix the values")
+        rows = [summary(n, in_channels=args.channels, num_classes=args.classes, image_size=args.image_size, k=args.k,
+                        pool_fc=args.pool_fc) for n in args.names or models.names()]
+        print(show(rows, args.layers))
     elif cmd == "check_config":
         from wp import config
 

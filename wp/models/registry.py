@@ -58,7 +58,7 @@ def check_name(name: str) -> None:
     if name not in _BUILDERS:
         raise WPError(
             f"unknown network {name!r}: choose one of {', '.join(names())} (fix the networks list in your config, "
-            f"or list the file that registers it under network_modules)"
+            f"or load the file that registers it: network_modules in the config, --networks-from on the command line)"
         )
 
 
