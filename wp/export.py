@@ -373,6 +373,5 @@ def load(npz_path: str | Path, manifest_path: str | Path, device: str | torch.de
         table = torch.from_numpy(arrays[entry["lut"]].astype(np.int64))
         new = lutnet.LUTLayer(layer, idx, table, entry["lut_step"], entry["act_bits"], entry["act_range"],
                               entry["act_signed"], manifest["signed_mode"])
-        parent_name, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
+        lutnet.replace_module(model, name, new)
     return model.to(device, memory_format=torch.channels_last).eval()

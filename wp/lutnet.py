@@ -129,17 +129,21 @@ def convert(model: nn.Module, pool: torch.Tensor, indices: dict[str, torch.Tenso
     if lut_bits is None:  # the exact table, in the model's precision
         table = table.to(param.dtype)
     for name, idx in indices.items():
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        layer = getattr(parent, child)
+        layer = model.get_submodule(name)
         rng, signed = ranges[name]
         if use_table:
             t, step = layer_table(table, idx.to(device), lut_bits, lut_mode)
             new = LUTLayer(layer, idx.to(device), t, step, act_bits, rng, signed, signed_mode)
         else:
             new = QuantizedInput(layer, act_bits, rng, signed)
-        setattr(parent, child, new)
+        replace_module(model, name, new)
     return model
+
+
+def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    """Put ``new`` where the submodule ``name`` (dotted, as ``named_modules`` gives it) is."""
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
 
 
 def reference_conv(x: torch.Tensor, layer: nn.Conv2d, bits: int, rng: float, signed: bool) -> torch.Tensor:
