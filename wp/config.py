@@ -56,25 +56,21 @@ def _where(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "(top level)"
 
 
-# keys whose value is a selection: a config given on top of config.yaml replaces them instead of
-# being merged into them (Snakemake deep-merges --configfile and --config into the workflow's config)
-SELECTIONS = ("experiments",)
-EXPERIMENT_CHOICES = (("compare", "networks"), ("export", "networks"))  # [] = every network of experiments
+# networks chosen among the experiments' ([] = all of them): config.yaml's choice names config.yaml's experiments
+EXPERIMENT_CHOICES = (("compare", "networks"), ("export", "networks"))
 
 
 def apply_selections(config: dict, given: dict | None) -> dict:
-    """Replace the selection keys of ``config`` by those of ``given`` (the user's --configfile and
-    --config values), so that ``experiments: {cifar10: [...]}`` means only those, not those plus the
-    defaults'."""
-    for key in SELECTIONS:
-        if given and key in given:
-            config[key] = copy.deepcopy(dict(given[key])) if isinstance(given[key], dict) else given[key]
-    if given and "experiments" in given:
-        # config.yaml's choice of networks to compare names config.yaml's experiments: with experiments
-        # of one's own and no choice of one's own, compare them all (the schema's default)
-        for block, key in EXPERIMENT_CHOICES:
-            if key not in (given.get(block) or {}) and key in (config.get(block) or {}):
-                config[block][key] = []
+    """Snakemake deep-merges the user's --configfile and --config values (``given``) into config.yaml.
+    ``experiments`` is a selection: the user's replaces config.yaml's (``experiments: {cifar10: [...]}``
+    means only those), and config.yaml's choices among its experiments no longer apply unless the user
+    makes them too."""
+    if not given or "experiments" not in given:
+        return config
+    config["experiments"] = copy.deepcopy(given["experiments"])
+    for block, key in EXPERIMENT_CHOICES:
+        if key not in (given.get(block) or {}) and key in (config.get(block) or {}):
+            config[block][key] = []
     return config
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from wp.data import arrays, cifar10, digits, fashion_mnist, quickdraw  # noqa: F401  (registers the datasets)
+from wp.data.arrays import register_own
 from wp.data.registry import DatasetSpec, Split, get, names
 from wp.data.store import CachedDataset, read
 
@@ -23,7 +24,5 @@ def prepare(dataset: str, data_dir: str | Path, out: str | Path, seed: int = 0, 
     write(out, spec.name, classes, train, test, seed, provenance)
     return {"dataset": spec.name, "train": len(train.labels), "test": len(test.labels), **provenance}
 
-
-register_own = arrays.register_own
 
 __all__ = ["register_own", "CachedDataset", "DatasetSpec", "Split", "get", "names", "prepare", "read"]

@@ -21,6 +21,7 @@ from wp.io import sha256
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 OPTIONS = ("npz", "classes", "augment")
+_OWN: set[str] = set()  # names register_own has registered (it may run again, e.g. per validation)
 NAME = re.compile(r"[a-z0-9_]+")  # what a workflow wildcard and a folder name can hold
 
 
@@ -115,14 +116,9 @@ def register_own(datasets: dict | None) -> list[str]:
     for name, options in (datasets or {}).items():
         if not is_own(options):
             continue
-        if name in names() and not _is_arrays(name):
+        if name in names() and name not in _OWN:
             raise WPError(f"config: datasets.{name}: {name!r} is a built-in dataset: give yours another name")
         register_dataset(spec_for(name, options))
+        _OWN.add(name)
         added.append(name)
     return added
-
-
-def _is_arrays(name: str) -> bool:
-    from wp.data.registry import get
-
-    return get(name).description.startswith("a dataset of your own")
