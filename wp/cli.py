@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(sp, device=True):
         sp.add_argument("--seed", type=int, default=0)
-        sp.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+        sp.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (results depend on it; default: torch's, one per core)")
         if device:
             sp.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
@@ -192,18 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def dispatch(args: argparse.Namespace) -> None:
     if getattr(args, "threads", None):
-        import os
-
         import torch
 
-        # never more threads than cores we may run on: oversubscribed torch threads crawl
-        torch.set_num_threads(max(1, min(args.threads, len(os.sched_getaffinity(0)))))
-    if args.networks_from:
-        from wp import models
-
-        models.load_files(args.networks_from)
+        # exactly the threads asked for, however many cores this process may use: torch's CPU results
+        # depend on the thread count, so it must come from the config, never from the machine or --cores
+        torch.set_num_threads(args.threads)
     cmd = args.command.replace("-", "_")
-    if cmd == "prepare":
+    if cmd == "prepare":  # needs no network: it returns before the user's network files are loaded
         from wp.stages import prepare
 
         try:
@@ -211,7 +207,12 @@ def dispatch(args: argparse.Namespace) -> None:
         except (json.JSONDecodeError, AttributeError) as exc:
             raise WPError(f"--options/--fetch-options are not valid JSON objects ({exc}): fix them") from exc
         prepare.run(args.dataset, args.data_dir, args.out, seed=args.seed, options=options)
-    elif cmd == "pretrain":
+        return
+    if args.networks_from:
+        from wp import models
+
+        models.load_files(args.networks_from)
+    if cmd == "pretrain":
         from wp.stages import pretrain
 
         pretrain.run(args.data, args.network, _hparams(args.hparams), args.out, args.metrics, seed=args.seed, device=args.device,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import jsonschema
@@ -56,6 +57,30 @@ def _where(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "(top level)"
 
 
+def allowed(schema: dict) -> str | None:
+    """The values a leaf of the schema allows, in words ("an integer >= 1, or null"); None if it is no leaf."""
+    if "enum" in schema:
+        return "one of " + ", ".join(json.dumps(v) for v in schema["enum"])
+    kinds = schema.get("type")
+    kinds = [kinds] if isinstance(kinds, str) else list(kinds or [])
+    words = {"integer": "an integer", "number": "a number", "boolean": "true or false", "string": "a string"}
+    main = [words[k] for k in kinds if k in words]
+    if len(main) != 1:
+        return None
+    bounds = [f"{op} {schema[key]}" for key, op in (("minimum", ">="), ("exclusiveMinimum", ">"),
+                                                   ("maximum", "<="), ("exclusiveMaximum", "<")) if key in schema]
+    text = " ".join([main[0], " and ".join(bounds)]).strip()
+    return text + (", or null" if "null" in kinds else "")
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    """One line: the key, what is wrong, the allowed values where the schema states them, the fix."""
+    rng = allowed(error.schema) if error.validator in ("type", "minimum", "maximum", "exclusiveMinimum",
+                                                        "exclusiveMaximum") else None
+    return (f"config: {_where(error)}: {error.message}{f' (allowed: {rng})' if rng else ''}"
+            f" (fix it in config.yaml or on the --config line)")
+
+
 # networks chosen among the experiments' ([] = all of them): config.yaml's choice names config.yaml's experiments
 EXPERIMENT_CHOICES = (("compare", "networks"), ("export", "networks"))
 
@@ -84,15 +109,14 @@ def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     _coerce(schema, config)
     errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
-        e = errors[0]
-        raise WPError(f"config: {_where(e)}: {e.message} (fix it in config.yaml or on the --config line)")
-    check_names(config)
+        raise WPError(_message(errors[0]))
+    check_names(config, schema)
     check_compare(config)
     check_listed(config, "export")
     return config
 
 
-def check_names(config: dict) -> None:
+def check_names(config: dict, schema: dict | None = None) -> None:
     from wp import data, models, recipes
 
     models.load_files(config.get("network_modules"))  # networks of the user's own, before their names are checked
@@ -102,12 +126,26 @@ def check_names(config: dict) -> None:
         for net in networks:
             models.check_name(net)
             for stage in recipes.STAGES:
-                recipes.resolve(config, stage, net)
+                check_training(recipes.resolve(config, stage, net), stage, net, schema)
     for net in config.get("network_hparams", {}):
         models.check_name(net)
     retrain = config.get("sweeps", {}).get("table6", {}).get("retrain_bits")
     for net in retrain if isinstance(retrain, dict) else []:
         models.check_name(net)
+
+
+def check_training(hp: dict, stage: str, network: str, schema: dict | None = None) -> None:
+    """The training settings a job of ``stage`` on ``network`` gets (recipe, hparams, network_hparams
+    merged) are allowed values (definitions.training of the schema) that work together."""
+    schema = schema or yaml.safe_load(SCHEMA_PATH.read_text())
+    where = f"the {stage} settings of {network} (recipe, then hparams.{stage}, then network_hparams.{network}.{stage})"
+    rule = schema["definitions"]["training"]
+    for e in jsonschema.Draft7Validator(rule).iter_errors(hp):
+        rng = allowed(e.schema) if e.validator != "enum" else None
+        raise WPError(f"config: {where}: {'.'.join(map(str, e.absolute_path))}: {e.message}"
+                      f"{f' (allowed: {rng})' if rng else ''}: fix it in hparams or network_hparams")
+    if hp["optimizer"] == "sgd" and hp["nesterov"] and hp["momentum"] == 0:
+        raise WPError(f"config: {where}: nesterov: true needs momentum > 0 (it is 0): set momentum or nesterov: false")
 
 
 # --- comparison with related methods (issue 7) ---

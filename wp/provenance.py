@@ -40,5 +40,8 @@ def collect(device: torch.device, seed: int, settings: dict | None = None) -> di
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             versions[pkg] = None
-    return {"config_hash": settings_hash({"seed": seed, **(settings or {})}), "wp": wp.__version__, "git_commit": git_commit(), "python": platform.python_version(),
-            "versions": versions, "device": device_name(device), "seed": seed}
+    # torch's CPU results depend on its thread count: it is part of the settings that made a result
+    threads = torch.get_num_threads()
+    return {"config_hash": settings_hash({"seed": seed, "threads": threads, **(settings or {})}), "wp": wp.__version__,
+            "git_commit": git_commit(), "python": platform.python_version(), "versions": versions,
+            "device": device_name(device), "seed": seed, "threads": threads}

@@ -1,5 +1,6 @@
 # Config validation, job lists, path helpers and the code files each stage depends on.
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -8,6 +9,7 @@ REPO = Path(workflow.basedir).parent
 sys.path.insert(0, str(REPO))
 
 from wp import WPError
+from wp import codedeps
 from wp import config as wpconfig
 from wp import models as wpmodels
 from wp import recipes
@@ -23,21 +25,40 @@ RESULTS = config["results_dir"]
 TABLES = config["tables_dir"]
 LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
+def relative(path):
+    """``path`` relative to the directory snakemake runs in: a moved or copied checkout keeps its
+    records (an absolute path would make every job's inputs look new)."""
+    return os.path.relpath(path)
+
+
 # networks of the user's own: every command loads their files (paths as given, relative to the workdir)
-NETWORK_MODULES = [str(Path(p).resolve()) for p in config["network_modules"]]
+NETWORK_MODULES = [relative(p) for p in config["network_modules"]]
 PY = f"{sys.executable} -m wp" + "".join(f" --networks-from {shlex.quote(p)}" for p in NETWORK_MODULES)
 
 
-def _uses_gpu():
-    if config["device"] == "cpu":
-        return False
+def _resolved_device():
+    """What config's device means on this machine: auto counts as the device it resolves to, so
+    switching between auto and that device reruns nothing."""
+    if config["device"] != "auto":
+        return config["device"]
     import torch
 
-    return torch.cuda.is_available()
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+# Jobs get config's device (each resolves auto where it runs); the rerun trigger (params.device) is the
+# device it resolves to here.
+DEVICE = config["device"]
+RESOLVED_DEVICE = _resolved_device()
 # GPU jobs declare resources gpu=1 so that `--resources gpu=N` runs one job per GPU.
-GPU = 1 if _uses_gpu() else 0
+GPU = 0
+if RESOLVED_DEVICE.startswith("cuda"):
+    import torch
+
+    GPU = 1 if torch.cuda.is_available() else 0
+# torch's CPU thread count of every job: config's threads, never capped by --cores (torch's results
+# depend on it). A job's `threads:` is what it claims from --cores; Snakemake caps that claim, not this.
+TORCH_THREADS = config["threads"]
 
 wildcard_constraints:
     dataset="[a-z0-9_]+",
@@ -45,24 +66,20 @@ wildcard_constraints:
     k="[0-9]+",
 
 
-def code(*modules):
-    """Source files of wp that a stage runs: editing one reruns the stage and what follows."""
-    files = ["wp/__init__.py", "wp/cli.py", "wp/io.py"]
-    for m in modules:
-        path = REPO / m
-        files += sorted(str(p.relative_to(REPO)) for p in path.rglob("*.py")) if path.is_dir() else [m]
-    files = [str(REPO / f) for f in files]
-    if "wp/models" not in modules or not NETWORK_MODULES:
+def code(command, method=None):
+    """Source files of wp that ``python -m wp command`` runs (its import closure, wp.codedeps): editing
+    one reruns the job and what follows. A command that imports wp.models also loads the user's network
+    files: editing one reruns that network's jobs (all of them, where a job has no network)."""
+    files = [relative(REPO / f) for f in codedeps.closure(command, method)]
+    if not NETWORK_MODULES or "wp/models/__init__.py" not in codedeps.closure(command, method):
         return files
 
     def with_own_networks(wc):
-        """Editing the file of a network of the user's own reruns that network's jobs (all, where a
-        job has no network)."""
         network = wc.get("network")
         if network is None:
             return files + NETWORK_MODULES
         own = wpmodels.origin(network)
-        return files + ([str(own)] if own is not None else [])
+        return files + ([relative(own)] if own is not None else [])
 
     return with_own_networks
 
@@ -201,13 +218,6 @@ def compare_options(method):
 def needed(files, wc):
     """``files`` as a rule input: a list, or a function of the wildcards (see ``code``)."""
     return files(wc) if callable(files) else files
-
-
-def compare_code(method):
-    """Code files of one comparison method's jobs."""
-    return code("wp/models", "wp/train.py", "wp/augment.py", "wp/checkpoint.py", "wp/compression.py",
-                "wp/methods/__init__.py", "wp/methods/layers.py", "wp/methods/steps.py", f"wp/methods/{method}.py",
-                "wp/stages/common.py", "wp/stages/compare.py", "wp/stages/compare_common.py", f"wp/stages/compare_{method}.py")
 
 
 def compare_metrics():

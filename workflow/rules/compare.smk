@@ -12,12 +12,13 @@ rule compare_train:
     input:
         data=f"{RESULTS}/{{dataset}}/data.h5",
         ckpt=f"{RESULTS}/{{dataset}}/{{network}}/pretrained.pt",
-        code=lambda wc: needed(compare_code(wc.method), wc),
+        code=lambda wc: needed(code("compare", wc.method), wc),
     params:
         hparams=lambda wc: hparams_json(wc.method, wc.network),
         options=lambda wc: compare_options(wc.method),
         seed=config["seed"],
-        device=config["device"],
+        device=RESOLVED_DEVICE,
+        torch_threads=TORCH_THREADS,
     threads: config["threads"]
     resources:
         gpu=GPU,
@@ -28,7 +29,7 @@ rule compare_train:
     shell:
         "{PY} compare --method {wildcards.method} --setting {wildcards.setting:q} --data {input.data:q} "
         "--checkpoint {input.ckpt:q} --network {wildcards.network} --hparams {params.hparams:q} "
-        "--options {params.options:q} --seed {params.seed} --device {params.device} --threads {threads} "
+        "--options {params.options:q} --seed {params.seed} --device {DEVICE} --threads {params.torch_threads} "
         "--out {output.ckpt:q} --metrics {output.metrics:q} > {log:q} 2>&1"
 
 
@@ -42,11 +43,12 @@ rule compare_sharing:
         data=f"{RESULTS}/{{dataset}}/data.h5",
         ckpt=f"{RESULTS}/{{dataset}}/{{network}}/pretrained.pt",
         pretrain_metrics=f"{RESULTS}/{{dataset}}/{{network}}/pretrained.json",
-        code=compare_code("sharing"),
+        code=code("compare", "sharing"),
     params:
         options=compare_options("sharing"),
         seed=config["seed"],
-        device=config["device"],
+        device=RESOLVED_DEVICE,
+        torch_threads=TORCH_THREADS,
     threads: config["threads"]
     resources:
         gpu=GPU,
@@ -57,7 +59,7 @@ rule compare_sharing:
     shell:
         "{PY} compare --method sharing --setting {wildcards.setting} --data {input.data:q} "
         "--checkpoint {input.ckpt:q} --pretrain-metrics {input.pretrain_metrics:q} --network {wildcards.network} "
-        "--options {params.options:q} --seed {params.seed} --device {params.device} --threads {threads} "
+        "--options {params.options:q} --seed {params.seed} --device {DEVICE} --threads {params.torch_threads} "
         "--out {output.ckpt:q} --metrics {output.metrics:q} > {log:q} 2>&1"
 
 
@@ -69,8 +71,7 @@ rule compare_table:
     input:
         metrics=compare_metrics(),
         checkpoints=compare_checkpoints(),
-        code=code("wp/models", "wp/checkpoint.py", "wp/compression.py", "wp/tables.py", "wp/plots.py",
-                  "wp/comparison.py", "wp/stages/compare_table.py"),
+        code=code("compare_table"),
     log:
         f"{LOGS}/compare_table.log",
     benchmark:

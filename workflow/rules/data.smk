@@ -7,7 +7,7 @@ rule prepare:
     output:
         f"{RESULTS}/{{dataset}}/data.h5",
     input:
-        code=code("wp/data", "wp/stages/prepare.py"),
+        code=code("prepare"),
         own=lambda wc: own_dataset_file(wc.dataset),
     params:
         data_dir=config["data_dir"],

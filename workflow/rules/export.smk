@@ -13,9 +13,7 @@ rule export:
     input:
         data=f"{RESULTS}/{{dataset}}/data.h5",
         ckpt=eval_checkpoint,
-        code=code("wp/models", "wp/train.py", "wp/checkpoint.py", "wp/pool.py", "wp/quant.py", "wp/lut.py",
-                  "wp/lutnet.py", "wp/compression.py", "wp/sweeps.py", "wp/export.py", "wp/stages/common.py",
-                  "wp/stages/quant_eval.py", "wp/stages/export.py"),
+        code=code("export"),
     params:
         hparams=lambda wc: hparams_json("wp_train", wc.network),
         lut_mode=SWEEPS["lut_mode"],
@@ -23,7 +21,8 @@ rule export:
         calibration=SWEEPS["calibration_images"],
         act_range=SWEEPS["act_range"],
         seed=config["seed"],
-        device=config["device"],
+        device=RESOLVED_DEVICE,
+        torch_threads=TORCH_THREADS,
     threads: config["threads"]
     resources:
         gpu=GPU,
@@ -35,5 +34,5 @@ rule export:
         "{PY} export --data {input.data:q} --checkpoint {input.ckpt:q} --network {wildcards.network} "
         "--act-bits {wildcards.abits} --lut-bits {wildcards.lbits} --lut-mode {params.lut_mode} "
         "--signed-mode {params.signed_mode} --calibration-images {params.calibration} --act-range {params.act_range} "
-        "--hparams {params.hparams:q} --seed {params.seed} --device {params.device} --threads {threads} "
+        "--hparams {params.hparams:q} --seed {params.seed} --device {DEVICE} --threads {params.torch_threads} "
         "--out-npz {output.npz:q} --out-json {output.json:q} --out-h {output.h:q} > {log:q} 2>&1"

@@ -3,10 +3,11 @@ rule cluster:
         f"{RESULTS}/{{dataset}}/{{network}}/pool{{k}}.h5",
     input:
         ckpt=f"{RESULTS}/{{dataset}}/{{network}}/pretrained.pt",
-        code=code("wp/models", "wp/checkpoint.py", "wp/pool.py", "wp/kmeans.py", "wp/stages/cluster.py"),
+        code=code("cluster"),
     params:
         seed=config["seed"],
-        device=config["device"],
+        device=RESOLVED_DEVICE,
+        torch_threads=TORCH_THREADS,
         backend=config["kmeans"]["backend"],
         init=config["kmeans"]["init"],
         max_iter=config["kmeans"]["max_iter"],
@@ -20,7 +21,7 @@ rule cluster:
     shell:
         "{PY} cluster --checkpoint {input.ckpt:q} --network {wildcards.network} --k {wildcards.k} "
         "--backend {params.backend} --init {params.init:q} --max-iter {params.max_iter} --tol {params.tol} "
-        "{params.pool_fc} --seed {params.seed} --device {params.device} --threads {threads} --out {output:q} > {log:q} 2>&1"
+        "{params.pool_fc} --seed {params.seed} --device {DEVICE} --threads {params.torch_threads} --out {output:q} > {log:q} 2>&1"
 
 
 rule wp_train:
@@ -31,12 +32,12 @@ rule wp_train:
         data=f"{RESULTS}/{{dataset}}/data.h5",
         ckpt=f"{RESULTS}/{{dataset}}/{{network}}/pretrained.pt",
         pool=f"{RESULTS}/{{dataset}}/{{network}}/pool{{k}}.h5",
-        code=code("wp/models", "wp/train.py", "wp/augment.py", "wp/checkpoint.py", "wp/pool.py",
-                  "wp/stages/common.py", "wp/stages/cluster.py", "wp/stages/wp_train.py"),
+        code=code("wp_train"),
     params:
         hparams=lambda wc: hparams_json("wp_train", wc.network),
         seed=config["seed"],
-        device=config["device"],
+        device=RESOLVED_DEVICE,
+        torch_threads=TORCH_THREADS,
     threads: config["threads"]
     resources:
         gpu=GPU,
@@ -46,5 +47,5 @@ rule wp_train:
         f"{BENCH}/wp_train/{{dataset}}/{{network}}/wp{{k}}.tsv"
     shell:
         "{PY} wp_train --data {input.data:q} --checkpoint {input.ckpt:q} --pool {input.pool:q} "
-        "--network {wildcards.network} --hparams {params.hparams:q} --seed {params.seed} --device {params.device} "
-        "--threads {threads} --out {output.ckpt:q} --metrics {output.metrics:q} > {log:q} 2>&1"
+        "--network {wildcards.network} --hparams {params.hparams:q} --seed {params.seed} --device {DEVICE} "
+        "--threads {params.torch_threads} --out {output.ckpt:q} --metrics {output.metrics:q} > {log:q} 2>&1"

@@ -4,11 +4,12 @@ rule pretrain:
         metrics=f"{RESULTS}/{{dataset}}/{{network}}/pretrained.json",
     input:
         data=f"{RESULTS}/{{dataset}}/data.h5",
-        code=code("wp/models", "wp/train.py", "wp/augment.py", "wp/checkpoint.py", "wp/stages/common.py", "wp/stages/pretrain.py"),
+        code=code("pretrain"),
     params:
         hparams=lambda wc: hparams_json("pretrain", wc.network),
         seed=config["seed"],
-        device=config["device"],
+        device=RESOLVED_DEVICE,
+        torch_threads=TORCH_THREADS,
     threads: config["threads"]
     resources:
         gpu=GPU,
@@ -18,5 +19,5 @@ rule pretrain:
         f"{BENCH}/pretrain/{{dataset}}/{{network}}.tsv"
     shell:
         "{PY} pretrain --data {input.data:q} --network {wildcards.network} --hparams {params.hparams:q} "
-        "--seed {params.seed} --device {params.device} --threads {threads} "
+        "--seed {params.seed} --device {DEVICE} --threads {params.torch_threads} "
         "--out {output.ckpt:q} --metrics {output.metrics:q} > {log:q} 2>&1"

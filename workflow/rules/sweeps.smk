@@ -13,8 +13,7 @@ rule quant_eval:
     input:
         data=f"{RESULTS}/{{dataset}}/data.h5",
         ckpt=eval_checkpoint,
-        code=code("wp/models", "wp/train.py", "wp/checkpoint.py", "wp/pool.py", "wp/quant.py", "wp/lut.py",
-                  "wp/lutnet.py", "wp/sweeps.py", "wp/stages/common.py", "wp/stages/quant_eval.py"),
+        code=code("quant_eval"),
     params:
         hparams=lambda wc: hparams_json("wp_train", wc.network),
         lut_mode=SWEEPS["lut_mode"],
@@ -22,7 +21,8 @@ rule quant_eval:
         calibration=SWEEPS["calibration_images"],
         act_range=SWEEPS["act_range"],
         seed=config["seed"],
-        device=config["device"],
+        device=RESOLVED_DEVICE,
+        torch_threads=TORCH_THREADS,
     threads: config["threads"]
     resources:
         gpu=GPU,
@@ -34,7 +34,7 @@ rule quant_eval:
         "{PY} quant_eval --data {input.data:q} --checkpoint {input.ckpt:q} --network {wildcards.network} "
         "--act-bits {wildcards.abits} --lut-bits {wildcards.lbits} --lut-mode {params.lut_mode} "
         "--signed-mode {params.signed_mode} --calibration-images {params.calibration} --act-range {params.act_range} --hparams {params.hparams:q} "
-        "--seed {params.seed} --device {params.device} --threads {threads} --metrics {output:q} > {log:q} 2>&1"
+        "--seed {params.seed} --device {DEVICE} --threads {params.torch_threads} --metrics {output:q} > {log:q} 2>&1"
 
 
 rule act_train:
@@ -44,15 +44,15 @@ rule act_train:
     input:
         data=f"{RESULTS}/{{dataset}}/data.h5",
         ckpt=f"{RESULTS}/{{dataset}}/{{network}}/wp{{k}}.pt",
-        code=code("wp/models", "wp/train.py", "wp/augment.py", "wp/checkpoint.py", "wp/pool.py", "wp/quant.py",
-                  "wp/lut.py", "wp/lutnet.py", "wp/stages/common.py", "wp/stages/quant_eval.py", "wp/stages/act_train.py"),
+        code=code("act_train"),
     params:
         hparams=lambda wc: hparams_json("act_train", wc.network),
         ste="" if SWEEPS["table6"]["ste"] else "--no-ste",
         calibration=SWEEPS["calibration_images"],
         act_range=SWEEPS["act_range"],
         seed=config["seed"],
-        device=config["device"],
+        device=RESOLVED_DEVICE,
+        torch_threads=TORCH_THREADS,
     threads: config["threads"]
     resources:
         gpu=GPU,
@@ -63,7 +63,7 @@ rule act_train:
     shell:
         "{PY} act_train --data {input.data:q} --checkpoint {input.ckpt:q} --network {wildcards.network} "
         "--act-bits {wildcards.abits} {params.ste} --calibration-images {params.calibration} --act-range {params.act_range} --hparams {params.hparams:q} "
-        "--seed {params.seed} --device {params.device} --threads {threads} --out {output.ckpt:q} "
+        "--seed {params.seed} --device {DEVICE} --threads {params.torch_threads} --out {output.ckpt:q} "
         "--metrics {output.metrics:q} > {log:q} 2>&1"
 
 
@@ -73,7 +73,7 @@ rule table3:
         md=f"{TABLES}/table3.md",
     input:
         ckpts=table3_checkpoints(),
-        code=code("wp/models", "wp/checkpoint.py", "wp/compression.py", "wp/tables.py", "wp/paper.py", "wp/stages/table3.py"),
+        code=code("table3"),
     params:
         lut_bits=SWEEPS["table3"]["lut_bits"],
     log:
@@ -91,7 +91,7 @@ rule table5:
     input:
         evals=table5_evals(),
         wp=table5_wp_metrics(),
-        code=code("wp/tables.py", "wp/paper.py", "wp/stages/table5.py"),
+        code=code("table5"),
     log:
         f"{LOGS}/table5.log",
     benchmark:
@@ -106,7 +106,7 @@ rule table6:
         md=f"{TABLES}/table6.md",
     input:
         evals=table6_evals(),
-        code=code("wp/tables.py", "wp/paper.py", "wp/stages/table6.py"),
+        code=code("table6"),
     log:
         f"{LOGS}/table6.log",
     benchmark:
@@ -122,7 +122,7 @@ rule sweep_plots:
     input:
         table5=f"{TABLES}/table5.csv",
         table6=f"{TABLES}/table6.csv",
-        code=code("wp/plots.py", "wp/stages/sweep_plots.py"),
+        code=code("sweep_plots"),
     log:
         f"{LOGS}/sweep_plots.log",
     benchmark:

@@ -4,7 +4,7 @@ rule table4:
         md=f"{TABLES}/table4.md",
     input:
         metrics=table4_metrics(),
-        code=code("wp/tables.py", "wp/paper.py", "wp/stages/table4.py"),
+        code=code("table4"),
     log:
         f"{LOGS}/table4.log",
     benchmark:
@@ -20,7 +20,7 @@ rule plots:
     input:
         table4=f"{TABLES}/table4.csv",
         metrics=table4_metrics(),
-        code=code("wp/plots.py", "wp/tables.py", "wp/stages/plots.py"),
+        code=code("plots"),
     log:
         f"{LOGS}/plots.log",
     benchmark:
