@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from wp import WPError, models
-from wp.io import atomic_path
+from wp.io import atomic_path, wrong_file
 
 FORMAT = "wp-checkpoint/1"
 
@@ -33,12 +33,13 @@ def load(path: str | Path, *, network: str | None = None, kind: str | None = Non
     path = Path(path)
     if not path.is_file():
         raise WPError(f"checkpoint {path} is missing: run the stage that writes it (snakemake {path})")
+    fix = "a checkpoint that a training stage writes (pretrained.pt, wp{K}.pt, retrain/wp{K}_a{B}.pt)"
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a foreign or damaged file
-        raise WPError(f"{path} is not a readable wp checkpoint ({type(exc).__name__}): delete it and rerun its stage") from exc
+        raise WPError(wrong_file(path, FORMAT, "wp checkpoint", fix)) from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise WPError(f"{path} is not a wp checkpoint: delete it and rerun its stage")
+        raise WPError(wrong_file(path, FORMAT, "wp checkpoint", fix))
     if network is not None and ckpt["network"] != network:
         raise WPError(f"checkpoint {path} holds network {ckpt['network']!r}, not {network!r}: "
                       f"pass the checkpoint of {network} (or rerun its pretrain stage)")

@@ -26,30 +26,37 @@ def _fill_defaults(schema: dict, instance):
     return instance
 
 
-def _coerce(schema: dict, value):
+def _coerce(schema: dict, value, root: dict | None = None):
     """Turn strings into the numbers/booleans the schema asks for: Snakemake's ``--config`` hands
-    ``pool_sizes=[16,32]`` over as a list of strings."""
+    ``pool_sizes=[16,32]`` over as a list of strings (and ``hparams={pretrain: {epochs: 3}}`` with a string 3)."""
+    root = root or schema
+    ref = schema.get("$ref", "")
+    if ref.startswith("#/definitions/"):
+        schema = root["definitions"][ref.rpartition("/")[2]]
     kind = schema.get("type")
     if isinstance(value, str):
-        try:
-            if kind == "integer":
-                return int(value)
-            if kind == "number":
-                return float(value)
-        except ValueError:
-            return value
-        if kind == "boolean" and value.lower() in ("true", "false"):
-            return value.lower() == "true"
+        for k in kind if isinstance(kind, list) else [kind]:
+            try:
+                if k == "integer":
+                    return int(value)
+                if k == "number":
+                    return float(value)
+            except ValueError:
+                pass
+            if k == "boolean" and value.lower() in ("true", "false"):
+                return value.lower() == "true"
+            if k == "null" and value.lower() in ("null", "none", "~"):
+                return None
         return value
     if kind == "array" and isinstance(value, list) and isinstance(schema.get("items"), dict):
-        return [_coerce(schema["items"], v) for v in value]
+        return [_coerce(schema["items"], v, root) for v in value]
     if kind == "object" and isinstance(value, dict):
         props = schema.get("properties", {})
         extra = schema.get("additionalProperties")
         for key in list(value):
             sub = props.get(key, extra if isinstance(extra, dict) else None)
             if sub is not None:
-                value[key] = _coerce(sub, value[key])
+                value[key] = _coerce(sub, value[key], root)
     return value
 
 

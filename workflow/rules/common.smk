@@ -25,6 +25,8 @@ RESULTS = config["results_dir"]
 TABLES = config["tables_dir"]
 LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
+
+
 def relative(path):
     """``path`` relative to the directory snakemake runs in: a moved or copied checkout keeps its
     records (an absolute path would make every job's inputs look new)."""
@@ -59,11 +61,6 @@ if RESOLVED_DEVICE.startswith("cuda"):
 # torch's CPU thread count of every job: config's threads, never capped by --cores (torch's results
 # depend on it). A job's `threads:` is what it claims from --cores; Snakemake caps that claim, not this.
 TORCH_THREADS = config["threads"]
-
-wildcard_constraints:
-    dataset="[a-z0-9_]+",
-    network="[a-z0-9_]+",
-    k="[0-9]+",
 
 
 def code(command, method=None):
@@ -175,13 +172,19 @@ def sweep_outputs():
         f"{TABLES}/plots/accuracy_vs_lut_bits.png",
         f"{TABLES}/plots/accuracy_vs_act_bits.png",
     ]
+
+
 def export_outputs():
     """The artifacts of `all_exports`: per (dataset, network) of export.networks, the pool of sweeps.pool_size
     at export.act_bits / lut_bits (the act_train checkpoint with export.retrained)."""
     ex = config["export"]
     model = f"wp{SWEEP_K}_a{ex['act_bits']}" if ex["retrained"] else f"wp{SWEEP_K}"
-    return [f"{RESULTS}/{d}/{n}/export/{model}/a{ex['act_bits']}_lut{ex['lut_bits']}.{ext}"
-            for d, n in jobs() if not ex["networks"] or n in ex["networks"] for ext in ("npz", "json", "h")]
+    return [
+        f"{RESULTS}/{d}/{n}/export/{model}/a{ex['act_bits']}_lut{ex['lut_bits']}.{ext}"
+        for d, n in jobs()
+        if not ex["networks"] or n in ex["networks"]
+        for ext in ("npz", "json", "h")
+    ]
 
 
 # --- comparison with related methods (issue 7) ---
@@ -216,7 +219,7 @@ def compare_options(method):
 
 
 def needed(files, wc):
-    """``files`` as a rule input: a list, or a function of the wildcards (see ``code``)."""
+    """``files`` as an input of a rule (a list), or a function of the wildcards (see ``code``)."""
     return files(wc) if callable(files) else files
 
 
@@ -243,4 +246,5 @@ def compare_checkpoints():
 
 def compare_outputs():
     return [f"{TABLES}/compare.csv", f"{TABLES}/compare.md", f"{TABLES}/plots/compare_pareto.png"]
+
 # --- end comparison ---

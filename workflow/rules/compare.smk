@@ -3,29 +3,29 @@
 
 
 rule compare_train:
-    output:
-        ckpt=f"{RESULTS}/{{dataset}}/{{network}}/compare/{{method}}/{{setting}}.pt",
-        metrics=f"{RESULTS}/{{dataset}}/{{network}}/compare/{{method}}/{{setting}}.json",
-    wildcard_constraints:
-        method="prune|ternary|valueset",
-        setting="[A-Za-z0-9_.]+",
     input:
         data=f"{RESULTS}/{{dataset}}/data.h5",
         ckpt=f"{RESULTS}/{{dataset}}/{{network}}/pretrained.pt",
         code=lambda wc: needed(code("compare", wc.method), wc),
+    output:
+        ckpt=f"{RESULTS}/{{dataset}}/{{network}}/compare/{{method}}/{{setting}}.pt",
+        metrics=f"{RESULTS}/{{dataset}}/{{network}}/compare/{{method}}/{{setting}}.json",
+    log:
+        f"{LOGS}/compare/{{dataset}}/{{network}}/{{method}}/{{setting}}.log",
+    benchmark:
+        f"{BENCH}/compare/{{dataset}}/{{network}}/{{method}}/{{setting}}.tsv"
+    wildcard_constraints:
+        method="prune|ternary|valueset",
+        setting="[A-Za-z0-9_.]+",
+    threads: config["threads"]
+    resources:
+        gpu=GPU,
     params:
         hparams=lambda wc: hparams_json(wc.method, wc.network),
         options=lambda wc: compare_options(wc.method),
         seed=config["seed"],
         device=RESOLVED_DEVICE,
         torch_threads=TORCH_THREADS,
-    threads: config["threads"]
-    resources:
-        gpu=GPU,
-    log:
-        f"{LOGS}/compare/{{dataset}}/{{network}}/{{method}}/{{setting}}.log",
-    benchmark:
-        f"{BENCH}/compare/{{dataset}}/{{network}}/{{method}}/{{setting}}.tsv"
     shell:
         "{PY} compare --method {wildcards.method} --setting {wildcards.setting:q} --data {input.data:q} "
         "--checkpoint {input.ckpt:q} --network {wildcards.network} --hparams {params.hparams:q} "
@@ -34,28 +34,28 @@ rule compare_train:
 
 
 rule compare_sharing:
-    output:
-        ckpt=f"{RESULTS}/{{dataset}}/{{network}}/compare/sharing/{{setting}}.pt",
-        metrics=f"{RESULTS}/{{dataset}}/{{network}}/compare/sharing/{{setting}}.json",
-    wildcard_constraints:
-        setting="[0-9.]+",
     input:
         data=f"{RESULTS}/{{dataset}}/data.h5",
         ckpt=f"{RESULTS}/{{dataset}}/{{network}}/pretrained.pt",
         pretrain_metrics=f"{RESULTS}/{{dataset}}/{{network}}/pretrained.json",
         code=code("compare", "sharing"),
+    output:
+        ckpt=f"{RESULTS}/{{dataset}}/{{network}}/compare/sharing/{{setting}}.pt",
+        metrics=f"{RESULTS}/{{dataset}}/{{network}}/compare/sharing/{{setting}}.json",
+    log:
+        f"{LOGS}/compare/{{dataset}}/{{network}}/sharing/{{setting}}.log",
+    benchmark:
+        f"{BENCH}/compare/{{dataset}}/{{network}}/sharing/{{setting}}.tsv"
+    wildcard_constraints:
+        setting="[0-9.]+",
+    threads: config["threads"]
+    resources:
+        gpu=GPU,
     params:
         options=compare_options("sharing"),
         seed=config["seed"],
         device=RESOLVED_DEVICE,
         torch_threads=TORCH_THREADS,
-    threads: config["threads"]
-    resources:
-        gpu=GPU,
-    log:
-        f"{LOGS}/compare/{{dataset}}/{{network}}/sharing/{{setting}}.log",
-    benchmark:
-        f"{BENCH}/compare/{{dataset}}/{{network}}/sharing/{{setting}}.tsv"
     shell:
         "{PY} compare --method sharing --setting {wildcards.setting} --data {input.data:q} "
         "--checkpoint {input.ckpt:q} --pretrain-metrics {input.pretrain_metrics:q} --network {wildcards.network} "
@@ -64,14 +64,14 @@ rule compare_sharing:
 
 
 rule compare_table:
-    output:
-        csv=report(f"{TABLES}/compare.csv", category="Tables", caption="../report/compare.rst"),
-        md=f"{TABLES}/compare.md",
-        png=report(f"{TABLES}/plots/compare_pareto.png", category="Figures", caption="../report/compare_pareto.rst"),
     input:
         metrics=compare_metrics(),
         checkpoints=compare_checkpoints(),
         code=code("compare_table"),
+    output:
+        csv=report(f"{TABLES}/compare.csv", category="Tables", caption="../report/compare.rst"),
+        md=f"{TABLES}/compare.md",
+        png=report(f"{TABLES}/plots/compare_pareto.png", category="Figures", caption="../report/compare_pareto.rst"),
     log:
         f"{LOGS}/compare_table.log",
     benchmark:

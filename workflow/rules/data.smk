@@ -4,19 +4,19 @@ localrules:
 
 
 rule prepare:
-    output:
-        f"{RESULTS}/{{dataset}}/data.h5",
     input:
         code=code("prepare"),
         own=lambda wc: own_dataset_file(wc.dataset),
-    params:
-        data_dir=config["data_dir"],
-        seed=config["seed"],
-        options=lambda wc: dataset_options(wc.dataset),
+    output:
+        f"{RESULTS}/{{dataset}}/data.h5",
     log:
         f"{LOGS}/prepare/{{dataset}}.log",
     benchmark:
         f"{BENCH}/prepare/{{dataset}}.tsv"
+    params:
+        data_dir=config["data_dir"],
+        seed=config["seed"],
+        options=lambda wc: dataset_options(wc.dataset),
     shell:
         "{PY} prepare --dataset {wildcards.dataset} --data-dir {params.data_dir:q} --seed {params.seed} "
         "--options {params.options:q} --fetch-options {FETCH_OPTIONS:q} "

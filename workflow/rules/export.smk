@@ -4,16 +4,23 @@
 
 
 rule export:
-    output:
-        npz=f"{RESULTS}/{{dataset}}/{{network}}/export/{{model}}/a{{abits}}_lut{{lbits}}.npz",
-        json=f"{RESULTS}/{{dataset}}/{{network}}/export/{{model}}/a{{abits}}_lut{{lbits}}.json",
-        h=f"{RESULTS}/{{dataset}}/{{network}}/export/{{model}}/a{{abits}}_lut{{lbits}}.h",
-    wildcard_constraints:
-        lbits="[0-9]+",
     input:
         data=f"{RESULTS}/{{dataset}}/data.h5",
         ckpt=eval_checkpoint,
         code=code("export"),
+    output:
+        npz=f"{RESULTS}/{{dataset}}/{{network}}/export/{{model}}/a{{abits}}_lut{{lbits}}.npz",
+        json=f"{RESULTS}/{{dataset}}/{{network}}/export/{{model}}/a{{abits}}_lut{{lbits}}.json",
+        h=f"{RESULTS}/{{dataset}}/{{network}}/export/{{model}}/a{{abits}}_lut{{lbits}}.h",
+    log:
+        f"{LOGS}/export/{{dataset}}/{{network}}/{{model}}/a{{abits}}_lut{{lbits}}.log",
+    benchmark:
+        f"{BENCH}/export/{{dataset}}/{{network}}/{{model}}/a{{abits}}_lut{{lbits}}.tsv"
+    wildcard_constraints:
+        lbits="[0-9]+",
+    threads: config["threads"]
+    resources:
+        gpu=GPU,
     params:
         hparams=lambda wc: hparams_json("wp_train", wc.network),
         lut_mode=SWEEPS["lut_mode"],
@@ -23,13 +30,6 @@ rule export:
         seed=config["seed"],
         device=RESOLVED_DEVICE,
         torch_threads=TORCH_THREADS,
-    threads: config["threads"]
-    resources:
-        gpu=GPU,
-    log:
-        f"{LOGS}/export/{{dataset}}/{{network}}/{{model}}/a{{abits}}_lut{{lbits}}.log",
-    benchmark:
-        f"{BENCH}/export/{{dataset}}/{{network}}/{{model}}/a{{abits}}_lut{{lbits}}.tsv"
     shell:
         "{PY} export --data {input.data:q} --checkpoint {input.ckpt:q} --network {wildcards.network} "
         "--act-bits {wildcards.abits} --lut-bits {wildcards.lbits} --lut-mode {params.lut_mode} "

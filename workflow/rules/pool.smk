@@ -1,9 +1,14 @@
 rule cluster:
-    output:
-        f"{RESULTS}/{{dataset}}/{{network}}/pool{{k}}.h5",
     input:
         ckpt=f"{RESULTS}/{{dataset}}/{{network}}/pretrained.pt",
         code=code("cluster"),
+    output:
+        f"{RESULTS}/{{dataset}}/{{network}}/pool{{k}}.h5",
+    log:
+        f"{LOGS}/cluster/{{dataset}}/{{network}}/pool{{k}}.log",
+    benchmark:
+        f"{BENCH}/cluster/{{dataset}}/{{network}}/pool{{k}}.tsv"
+    threads: config["threads"]
     params:
         seed=config["seed"],
         device=RESOLVED_DEVICE,
@@ -13,11 +18,6 @@ rule cluster:
         max_iter=config["kmeans"]["max_iter"],
         tol=config["kmeans"]["tol"],
         pool_fc="--pool-fc" if config["pool_fc"] else "",
-    threads: config["threads"]
-    log:
-        f"{LOGS}/cluster/{{dataset}}/{{network}}/pool{{k}}.log",
-    benchmark:
-        f"{BENCH}/cluster/{{dataset}}/{{network}}/pool{{k}}.tsv"
     shell:
         "{PY} cluster --checkpoint {input.ckpt:q} --network {wildcards.network} --k {wildcards.k} "
         "--backend {params.backend} --init {params.init:q} --max-iter {params.max_iter} --tol {params.tol} "
@@ -25,26 +25,26 @@ rule cluster:
 
 
 rule wp_train:
-    output:
-        ckpt=f"{RESULTS}/{{dataset}}/{{network}}/wp{{k}}.pt",
-        metrics=f"{RESULTS}/{{dataset}}/{{network}}/wp{{k}}.json",
     input:
         data=f"{RESULTS}/{{dataset}}/data.h5",
         ckpt=f"{RESULTS}/{{dataset}}/{{network}}/pretrained.pt",
         pool=f"{RESULTS}/{{dataset}}/{{network}}/pool{{k}}.h5",
         code=code("wp_train"),
+    output:
+        ckpt=f"{RESULTS}/{{dataset}}/{{network}}/wp{{k}}.pt",
+        metrics=f"{RESULTS}/{{dataset}}/{{network}}/wp{{k}}.json",
+    log:
+        f"{LOGS}/wp_train/{{dataset}}/{{network}}/wp{{k}}.log",
+    benchmark:
+        f"{BENCH}/wp_train/{{dataset}}/{{network}}/wp{{k}}.tsv"
+    threads: config["threads"]
+    resources:
+        gpu=GPU,
     params:
         hparams=lambda wc: hparams_json("wp_train", wc.network),
         seed=config["seed"],
         device=RESOLVED_DEVICE,
         torch_threads=TORCH_THREADS,
-    threads: config["threads"]
-    resources:
-        gpu=GPU,
-    log:
-        f"{LOGS}/wp_train/{{dataset}}/{{network}}/wp{{k}}.log",
-    benchmark:
-        f"{BENCH}/wp_train/{{dataset}}/{{network}}/wp{{k}}.tsv"
     shell:
         "{PY} wp_train --data {input.data:q} --checkpoint {input.ckpt:q} --pool {input.pool:q} "
         "--network {wildcards.network} --hparams {params.hparams:q} --seed {params.seed} --device {DEVICE} "

@@ -1,22 +1,22 @@
 rule pretrain:
-    output:
-        ckpt=f"{RESULTS}/{{dataset}}/{{network}}/pretrained.pt",
-        metrics=f"{RESULTS}/{{dataset}}/{{network}}/pretrained.json",
     input:
         data=f"{RESULTS}/{{dataset}}/data.h5",
         code=code("pretrain"),
+    output:
+        ckpt=f"{RESULTS}/{{dataset}}/{{network}}/pretrained.pt",
+        metrics=f"{RESULTS}/{{dataset}}/{{network}}/pretrained.json",
+    log:
+        f"{LOGS}/pretrain/{{dataset}}/{{network}}.log",
+    benchmark:
+        f"{BENCH}/pretrain/{{dataset}}/{{network}}.tsv"
+    threads: config["threads"]
+    resources:
+        gpu=GPU,
     params:
         hparams=lambda wc: hparams_json("pretrain", wc.network),
         seed=config["seed"],
         device=RESOLVED_DEVICE,
         torch_threads=TORCH_THREADS,
-    threads: config["threads"]
-    resources:
-        gpu=GPU,
-    log:
-        f"{LOGS}/pretrain/{{dataset}}/{{network}}.log",
-    benchmark:
-        f"{BENCH}/pretrain/{{dataset}}/{{network}}.tsv"
     shell:
         "{PY} pretrain --data {input.data:q} --network {wildcards.network} --hparams {params.hparams:q} "
         "--seed {params.seed} --device {DEVICE} --threads {params.torch_threads} "

@@ -1,6 +1,7 @@
 # The deployed network (paper section 3, tables 3, 5, 6): the pool-K network run bit-serially from the
 # lookup table with quantized activations. Every sweep point is its own job.
 
+
 wildcard_constraints:
     model="wp[0-9]+(_a[0-9]+)?",
     abits="[0-9]+",
@@ -8,12 +9,19 @@ wildcard_constraints:
 
 
 rule quant_eval:
-    output:
-        f"{RESULTS}/{{dataset}}/{{network}}/eval/{{model}}/a{{abits}}_lut{{lbits}}.json",
     input:
         data=f"{RESULTS}/{{dataset}}/data.h5",
         ckpt=eval_checkpoint,
         code=code("quant_eval"),
+    output:
+        f"{RESULTS}/{{dataset}}/{{network}}/eval/{{model}}/a{{abits}}_lut{{lbits}}.json",
+    log:
+        f"{LOGS}/quant_eval/{{dataset}}/{{network}}/{{model}}/a{{abits}}_lut{{lbits}}.log",
+    benchmark:
+        f"{BENCH}/quant_eval/{{dataset}}/{{network}}/{{model}}/a{{abits}}_lut{{lbits}}.tsv"
+    threads: config["threads"]
+    resources:
+        gpu=GPU,
     params:
         hparams=lambda wc: hparams_json("wp_train", wc.network),
         lut_mode=SWEEPS["lut_mode"],
@@ -23,13 +31,6 @@ rule quant_eval:
         seed=config["seed"],
         device=RESOLVED_DEVICE,
         torch_threads=TORCH_THREADS,
-    threads: config["threads"]
-    resources:
-        gpu=GPU,
-    log:
-        f"{LOGS}/quant_eval/{{dataset}}/{{network}}/{{model}}/a{{abits}}_lut{{lbits}}.log",
-    benchmark:
-        f"{BENCH}/quant_eval/{{dataset}}/{{network}}/{{model}}/a{{abits}}_lut{{lbits}}.tsv"
     shell:
         "{PY} quant_eval --data {input.data:q} --checkpoint {input.ckpt:q} --network {wildcards.network} "
         "--act-bits {wildcards.abits} --lut-bits {wildcards.lbits} --lut-mode {params.lut_mode} "
@@ -38,13 +39,20 @@ rule quant_eval:
 
 
 rule act_train:
-    output:
-        ckpt=f"{RESULTS}/{{dataset}}/{{network}}/retrain/wp{{k}}_a{{abits}}.pt",
-        metrics=f"{RESULTS}/{{dataset}}/{{network}}/retrain/wp{{k}}_a{{abits}}.json",
     input:
         data=f"{RESULTS}/{{dataset}}/data.h5",
         ckpt=f"{RESULTS}/{{dataset}}/{{network}}/wp{{k}}.pt",
         code=code("act_train"),
+    output:
+        ckpt=f"{RESULTS}/{{dataset}}/{{network}}/retrain/wp{{k}}_a{{abits}}.pt",
+        metrics=f"{RESULTS}/{{dataset}}/{{network}}/retrain/wp{{k}}_a{{abits}}.json",
+    log:
+        f"{LOGS}/act_train/{{dataset}}/{{network}}/wp{{k}}_a{{abits}}.log",
+    benchmark:
+        f"{BENCH}/act_train/{{dataset}}/{{network}}/wp{{k}}_a{{abits}}.tsv"
+    threads: config["threads"]
+    resources:
+        gpu=GPU,
     params:
         hparams=lambda wc: hparams_json("act_train", wc.network),
         ste="" if SWEEPS["table6"]["ste"] else "--no-ste",
@@ -53,13 +61,6 @@ rule act_train:
         seed=config["seed"],
         device=RESOLVED_DEVICE,
         torch_threads=TORCH_THREADS,
-    threads: config["threads"]
-    resources:
-        gpu=GPU,
-    log:
-        f"{LOGS}/act_train/{{dataset}}/{{network}}/wp{{k}}_a{{abits}}.log",
-    benchmark:
-        f"{BENCH}/act_train/{{dataset}}/{{network}}/wp{{k}}_a{{abits}}.tsv"
     shell:
         "{PY} act_train --data {input.data:q} --checkpoint {input.ckpt:q} --network {wildcards.network} "
         "--act-bits {wildcards.abits} {params.ste} --calibration-images {params.calibration} --act-range {params.act_range} --hparams {params.hparams:q} "
@@ -68,30 +69,30 @@ rule act_train:
 
 
 rule table3:
-    output:
-        csv=report(f"{TABLES}/table3.csv", category="Tables", caption="../report/table3.rst"),
-        md=f"{TABLES}/table3.md",
     input:
         ckpts=table3_checkpoints(),
         code=code("table3"),
-    params:
-        lut_bits=SWEEPS["table3"]["lut_bits"],
+    output:
+        csv=report(f"{TABLES}/table3.csv", category="Tables", caption="../report/table3.rst"),
+        md=f"{TABLES}/table3.md",
     log:
         f"{LOGS}/table3.log",
     benchmark:
         f"{BENCH}/table3.tsv"
+    params:
+        lut_bits=SWEEPS["table3"]["lut_bits"],
     shell:
         "{PY} table3 --checkpoints {input.ckpts:q} --lut-bits {params.lut_bits} --out {output.csv:q} --md {output.md:q} > {log:q} 2>&1"
 
 
 rule table5:
-    output:
-        csv=report(f"{TABLES}/table5.csv", category="Tables", caption="../report/table5.rst"),
-        md=f"{TABLES}/table5.md",
     input:
         evals=table5_evals(),
         wp=table5_wp_metrics(),
         code=code("table5"),
+    output:
+        csv=report(f"{TABLES}/table5.csv", category="Tables", caption="../report/table5.rst"),
+        md=f"{TABLES}/table5.md",
     log:
         f"{LOGS}/table5.log",
     benchmark:
@@ -101,12 +102,12 @@ rule table5:
 
 
 rule table6:
-    output:
-        csv=report(f"{TABLES}/table6.csv", category="Tables", caption="../report/table6.rst"),
-        md=f"{TABLES}/table6.md",
     input:
         evals=table6_evals(),
         code=code("table6"),
+    output:
+        csv=report(f"{TABLES}/table6.csv", category="Tables", caption="../report/table6.rst"),
+        md=f"{TABLES}/table6.md",
     log:
         f"{LOGS}/table6.log",
     benchmark:
@@ -116,13 +117,13 @@ rule table6:
 
 
 rule sweep_plots:
-    output:
-        lut=report(f"{TABLES}/plots/accuracy_vs_lut_bits.png", category="Figures", caption="../report/lut_bits.rst"),
-        act=report(f"{TABLES}/plots/accuracy_vs_act_bits.png", category="Figures", caption="../report/act_bits.rst"),
     input:
         table5=f"{TABLES}/table5.csv",
         table6=f"{TABLES}/table6.csv",
         code=code("sweep_plots"),
+    output:
+        lut=report(f"{TABLES}/plots/accuracy_vs_lut_bits.png", category="Figures", caption="../report/lut_bits.rst"),
+        act=report(f"{TABLES}/plots/accuracy_vs_act_bits.png", category="Figures", caption="../report/act_bits.rst"),
     log:
         f"{LOGS}/sweep_plots.log",
     benchmark:

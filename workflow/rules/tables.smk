@@ -1,10 +1,10 @@
 rule table4:
-    output:
-        csv=report(f"{TABLES}/table4.csv", category="Tables", caption="../report/table4.rst"),
-        md=f"{TABLES}/table4.md",
     input:
         metrics=table4_metrics(),
         code=code("table4"),
+    output:
+        csv=report(f"{TABLES}/table4.csv", category="Tables", caption="../report/table4.rst"),
+        md=f"{TABLES}/table4.md",
     log:
         f"{LOGS}/table4.log",
     benchmark:
@@ -14,13 +14,15 @@ rule table4:
 
 
 rule plots:
-    output:
-        pool=report(f"{TABLES}/plots/accuracy_vs_pool_size.png", category="Figures", caption="../report/pool_size.rst"),
-        curves=report(f"{TABLES}/plots/training_curves.png", category="Figures", caption="../report/training_curves.rst"),
     input:
         table4=f"{TABLES}/table4.csv",
         metrics=table4_metrics(),
         code=code("plots"),
+    output:
+        pool=report(f"{TABLES}/plots/accuracy_vs_pool_size.png", category="Figures", caption="../report/pool_size.rst"),
+        curves=report(
+            f"{TABLES}/plots/training_curves.png", category="Figures", caption="../report/training_curves.rst"
+        ),
     log:
         f"{LOGS}/plots.log",
     benchmark:
