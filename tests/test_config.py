@@ -67,3 +67,45 @@ def test_command_line_strings_are_coerced():
     assert cfg["pool_sizes"] == [16, 32] and cfg["seed"] == 3 and cfg["pool_fc"] is True
     with pytest.raises(WPError, match="pool_sizes.0"):
         config.validate({"pool_sizes": ["sixteen"]})
+
+
+# issue 14: every training setting's value is checked at validation, one line naming key and range
+@pytest.mark.parametrize("where", ["hparams", "network_hparams"])
+@pytest.mark.parametrize("key,value,rng", [
+    ("epochs", -2, "an integer >= 1"), ("epochs", 0, "an integer >= 1"), ("epochs", "three", "an integer >= 1"),
+    ("lr", -1, "a number > 0"), ("batch_size", 0, "an integer >= 1"), ("train_subset", 0, "an integer >= 1, or null"),
+    ("val_fraction", 1.0, "a number > 0 and < 1"), ("amp", False, 'one of "auto", "bf16", "off"'),
+])
+def test_bad_training_values_are_refused_naming_key_and_range(where, key, value, rng):
+    block = {"pretrain": {key: value}}
+    cfg = {"experiments": {"digits": ["tinyconv"]}, where: block if where == "hparams" else {"tinyconv": block}}
+    with pytest.raises(WPError) as err:
+        config.validate(cfg)
+    path = "hparams.pretrain" if where == "hparams" else "network_hparams.tinyconv.pretrain"
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"config: {path}.{key}: {value!r}") and f"(allowed: {rng})" in msg
+
+
+def test_training_settings_in_the_schema_are_those_of_the_engine():
+    from wp.train import HPARAM_DEFAULTS
+
+    schema = yaml.safe_load(config.SCHEMA_PATH.read_text())
+    rule = schema["definitions"]["training"]["properties"]
+    assert set(rule) == set(HPARAM_DEFAULTS)
+    config.check_training(dict(HPARAM_DEFAULTS), "pretrain", "tinyconv", schema)  # the defaults are allowed
+    for name in recipes.RECIPES:  # and so is every recipe's every entry
+        config.validate({"recipe": name})
+
+
+def test_training_settings_that_do_not_work_together():
+    with pytest.raises(WPError, match=r"the pretrain settings of tinyconv .*nesterov: true needs momentum > 0"):
+        config.validate({"experiments": {"digits": ["tinyconv"]}, "hparams": {"pretrain": {"momentum": 0}}})
+    config.validate({"experiments": {"digits": ["tinyconv"]}, "hparams": {"pretrain": {"momentum": 0, "nesterov": False}}})
+
+
+def test_training_values_from_the_command_line_are_coerced():
+    # what `snakemake --config 'hparams={pretrain: {epochs: 3, train_subset: null}}'` hands over
+    cfg = config.validate({"hparams": {"pretrain": {"epochs": "3", "lr": "0.1", "train_subset": "null", "nesterov": "false"}},
+                           "network_hparams": {"tinyconv": {"wp_train": {"batch_size": "16"}}}})
+    assert cfg["hparams"]["pretrain"] == {"epochs": 3, "lr": 0.1, "train_subset": None, "nesterov": False}
+    assert recipes.resolve(cfg, "wp_train", "tinyconv")["batch_size"] == 16

@@ -62,7 +62,7 @@ def test_tampered_checkpoint_is_refused(tmp_path):
     import pickle
 
     p.write_bytes(pickle.dumps({"format": "wp-checkpoint/1", "x": object}))
-    with pytest.raises(WPError, match="not a readable wp checkpoint"):
+    with pytest.raises(WPError, match="is a file of an unknown kind .*, not a wp checkpoint"):
         checkpoint.load(p)
 
 

@@ -90,7 +90,7 @@ def describe(path: str | os.PathLike) -> tuple[str, bool]:
         return "a torch file not written by wp", False
     if head[:1] in (b"{", b"["):
         return "a JSON (text) file", False
-    return "neither an HDF5 file nor a torch checkpoint", False
+    return "a file of an unknown kind (neither HDF5 nor a torch zip)", False
 
 
 def read_h5(path: str | os.PathLike, fmt: str, what: str, stage: str) -> tuple[dict, dict]:
