@@ -8,7 +8,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 FMNIST_DIRS := /usr/share/datasets/fashion-mnist data/FashionMNIST/raw
 
-.PHONY: demo test install fashion-mnist clean-results
+.PHONY: demo test lint install fashion-mnist clean-results
 
 install: $(VENV)/.installed
 
@@ -31,6 +31,11 @@ demo: install fashion-mnist
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# snakefmt finds nothing to change; Snakemake's linter finds only the lints README "Lint" justifies
+lint: install
+	$(BIN)/snakefmt --check workflow/
+	$(BIN)/python -m pytest -q tests/test_lint.py
 
 clean-results:
 	rm -rf results tables

@@ -111,3 +111,32 @@ def test_a_bad_training_value_stops_before_any_job_and_keeps_the_results(at_one_
     assert len(errors) == 1 and f"hparams.pretrain.{key}: {value!r}" in errors[0] and "allowed: " in errors[0]
     assert "rule pretrain" not in r.stdout + r.stderr
     assert (work / PRETRAINED).read_bytes() == before
+
+
+def test_after_a_killed_snakemake_unlock_then_rerun_resumes_training(tmp_path):
+    """README "A killed Snakemake": kill -9 the whole process group mid-training; the next run is refused
+    (locked), `snakemake --unlock` then the same command resumes from the last finished epoch."""
+    import os
+    import signal
+    import time
+
+    work = copy_workflow(tmp_path)
+    cfg = {**CONFIG, "threads": 1, "hparams": {"pretrain": {**CONFIG["hparams"]["pretrain"], "epochs": 4, "train_subset": 600}}}
+    snakemake(work, "-n", PRETRAINED, config=cfg)  # writes config.yaml
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(work / "workflow" / "Snakefile"), "--directory", str(work),
+           "--configfile", str(work / "config.yaml"), "--cores", "1", PRETRAINED]
+    proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    resume = work / (PRETRAINED + ".resume")
+    deadline = time.monotonic() + 600
+    while not resume.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert resume.exists() and proc.poll() is None, "training never reached its first epoch's resume file"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    r = snakemake(work, PRETRAINED, config=cfg)
+    assert r.returncode != 0 and "Directory cannot be locked" in r.stdout + r.stderr
+    assert snakemake(work, "--unlock", config=cfg).returncode == 0
+    r = snakemake(work, PRETRAINED, config=cfg)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    log = (work / "results" / "logs" / "pretrain" / "digits" / "tinyconv.log").read_text()
+    assert "resuming from" in log and (work / PRETRAINED).exists() and not resume.exists()
