@@ -22,6 +22,16 @@ def _hparams(text: str) -> dict:
         raise WPError(f"--hparams is not valid JSON ({exc}): pass a JSON object") from exc
 
 
+def _json_object(text: str, option: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise WPError(f"{option} is not valid JSON ({exc}): pass a JSON object") from exc
+    if not isinstance(value, dict):
+        raise WPError(f"{option} must be a JSON object, got {text!r}: pass e.g. '{{\"exclude\": [\"*downsample*\"]}}'")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="wp", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--networks-from", action="append", default=[], metavar="FILE",
@@ -76,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-iter", type=int, default=300)
     sp.add_argument("--tol", type=float, default=1e-4)
     sp.add_argument("--pool-fc", action="store_true")
+    sp.add_argument("--layer-selection", default="{}",
+                    help="JSON pooled-layer selection (config key pooled_layers.<network>): include, exclude, "
+                         "include_kinds, exclude_kinds, pool_fc")
     sp.add_argument("--out", required=True, help="pool .h5")
     common(sp)
 
@@ -183,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--classes", type=int, default=10)
     sp.add_argument("--k", type=int, default=64, help="pool size for the compression ratio")
     sp.add_argument("--pool-fc", action="store_true")
+    sp.add_argument("--config", default=None, metavar="FILE",
+                    help="a workflow config: its networks (default names), pool_fc and pooled_layers selections")
     sp.add_argument("--layers", action="store_true", help="also list each network's pooled layers")
 
     sp = sub.add_parser("check-config", help="validate a config file, print it with defaults filled in")
@@ -220,7 +235,8 @@ def dispatch(args: argparse.Namespace) -> None:
         from wp.stages import cluster
 
         cluster.run(args.checkpoint, args.network, args.k, args.out, seed=args.seed, backend=args.backend, init=args.init,
-                    max_iter=args.max_iter, tol=args.tol, pool_fc=args.pool_fc, device=args.device)
+                    max_iter=args.max_iter, tol=args.tol, pool_fc=args.pool_fc,
+                    selection=_json_object(args.layer_selection, "--layer-selection"), device=args.device)
     elif cmd == "wp_train":
         from wp.stages import wp_train
 
@@ -292,12 +308,19 @@ def dispatch(args: argparse.Namespace) -> None:
         from wp import models
         from wp.models.summary import show, summary
 
+        cfg = None
+        if args.config:
+            from wp import config as wpconfig
+
+            cfg = wpconfig.load(args.config)  # also loads its network_modules
         for name in args.names:
             models.check_name(name)
         if args.k < 2 or args.channels < 1 or args.classes < 1 or args.image_size < 1:
             raise WPError("--k must be at least 2 and --channels, --classes, --image-size at least 1: fix the values")
+        names = args.names or (sorted({n for nets in cfg["experiments"].values() for n in nets}) if cfg else models.names())
         rows = [summary(n, in_channels=args.channels, num_classes=args.classes, image_size=args.image_size, k=args.k,
-                        pool_fc=args.pool_fc) for n in args.names or models.names()]
+                        pool_fc=args.pool_fc or bool(cfg and cfg["pool_fc"]),
+                        selection=cfg["pooled_layers"].get(n) if cfg else None) for n in names]
         print(show(rows, args.layers))
     elif cmd == "check_config":
         from wp import config

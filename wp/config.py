@@ -87,6 +87,7 @@ def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
         e = errors[0]
         raise WPError(f"config: {_where(e)}: {e.message} (fix it in config.yaml or on the --config line)")
     check_names(config)
+    check_pooled_layers(config)
     check_compare(config)
     check_listed(config, "export")
     return config
@@ -108,6 +109,42 @@ def check_names(config: dict) -> None:
     retrain = config.get("sweeps", {}).get("table6", {}).get("retrain_bits")
     for net in retrain if isinstance(retrain, dict) else []:
         models.check_name(net)
+
+
+def model_shape(dataset: str | None) -> dict:
+    """The model arguments a network gets on ``dataset`` (a dataset of the user's own, whose shape is known
+    only after prepare, or none: the registry's example shape; layer names do not depend on it)."""
+    from wp import data
+    from wp.models.registry import BUILDER_ARGS
+
+    spec = data.get(dataset) if dataset is not None else None
+    if spec is None or not spec.channels:
+        return dict(BUILDER_ARGS)
+    return {"in_channels": spec.channels, "num_classes": len(spec.classes), "image_size": spec.image_size}
+
+
+def layer_selection(config: dict, network: str) -> dict:
+    """The pooled-layer selection of ``network``: its ``pooled_layers`` entry, ``pool_fc`` filled in
+    from the top-level key (what ``cluster --layer-selection`` takes)."""
+    return {"pool_fc": config["pool_fc"], **(config.get("pooled_layers") or {}).get(network, {})}
+
+
+def check_pooled_layers(config: dict) -> None:
+    """Every ``pooled_layers`` entry names a network, and each of its patterns and kinds matches one of
+    the network's poolable layers (built for each dataset the experiments run it on)."""
+    from wp import models, pool
+
+    for net in config.get("pooled_layers") or {}:
+        models.check_name(net)
+        datasets = [d for d, nets in config["experiments"].items() if net in nets] or [None]
+        for dataset in datasets:
+            model = models.create(net, **model_shape(dataset))
+            try:
+                layers = pool.pooled_layers(model, selection=layer_selection(config, net), network=net)
+            except WPError as exc:
+                raise WPError(f"config: {exc}") from None
+            if not layers:
+                raise WPError(f"config: pooled_layers.{net}: the selection leaves no layer to pool: widen it")
 
 
 # --- comparison with related methods (issue 7) ---
