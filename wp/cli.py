@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--network", required=True)
     sp.add_argument("--act-bits", type=int, required=True)
     sp.add_argument("--no-ste", action="store_true", help="the reference's zero gradient through round()")
+    sp.add_argument("--start", default="latent", choices=["latent", "projected"],
+                    help="start from wp_train's latent weights (the reference) or from the projected ones")
     sp.add_argument("--calibration-images", type=int, default=512)
     sp.add_argument("--act-range", default="mse", choices=["mse", "max"],
                     help="activation range per layer: least squared error (mse) or max |input|, as a power of two")
@@ -139,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("table3", help="tables/table3.csv: storage and compression from wp checkpoints")
     sp.add_argument("--checkpoints", nargs="+", required=True)
     sp.add_argument("--lut-bits", type=int, default=8)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--md", default=None)
+
+    sp = sub.add_parser("table8", help="tables/table8.csv: distinct pool vectors per input vector, per pooled layer")
+    sp.add_argument("--checkpoints", nargs="+", required=True)
     sp.add_argument("--out", required=True)
     sp.add_argument("--md", default=None)
 
@@ -262,12 +269,17 @@ def dispatch(args: argparse.Namespace) -> None:
 
         act_train.run(args.data, args.checkpoint, args.network, args.act_bits, _hparams(args.hparams), args.out, args.metrics,
                       ste=not args.no_ste, calibration_images=args.calibration_images, act_range=args.act_range,
+                      start=args.start,
                       seed=args.seed, device=args.device,
                       stop_after_epoch=args.stop_after_epoch)
     elif cmd == "table3":
         from wp.stages import table3
 
         table3.run(args.checkpoints, args.out, args.md, lut_bits=args.lut_bits)
+    elif cmd == "table8":
+        from wp.stages import table8
+
+        table8.run(args.checkpoints, args.out, args.md)
     elif cmd == "table5":
         from wp.stages import table5
 

@@ -49,6 +49,7 @@ rule act_train:
     params:
         hparams=lambda wc: hparams_json("act_train", wc.network),
         ste="" if SWEEPS["table6"]["ste"] else "--no-ste",
+        start=SWEEPS["table6"]["start"],
         calibration=SWEEPS["calibration_images"],
         act_range=SWEEPS["act_range"],
         seed=config["seed"],
@@ -62,7 +63,7 @@ rule act_train:
         f"{BENCH}/act_train/{{dataset}}/{{network}}/wp{{k}}_a{{abits}}.tsv"
     shell:
         "{PY} act_train --data {input.data:q} --checkpoint {input.ckpt:q} --network {wildcards.network} "
-        "--act-bits {wildcards.abits} {params.ste} --calibration-images {params.calibration} --act-range {params.act_range} --hparams {params.hparams:q} "
+        "--act-bits {wildcards.abits} {params.ste} --start {params.start} --calibration-images {params.calibration} --act-range {params.act_range} --hparams {params.hparams:q} "
         "--seed {params.seed} --device {params.device} --threads {threads} --out {output.ckpt:q} "
         "--metrics {output.metrics:q} > {log:q} 2>&1"
 
@@ -82,6 +83,21 @@ rule table3:
         f"{BENCH}/table3.tsv"
     shell:
         "{PY} table3 --checkpoints {input.ckpts:q} --lut-bits {params.lut_bits} --out {output.csv:q} --md {output.md:q} > {log:q} 2>&1"
+
+
+rule table8:
+    output:
+        csv=report(f"{TABLES}/table8.csv", category="Tables", caption="../report/table8.rst"),
+        md=f"{TABLES}/table8.md",
+    input:
+        ckpts=table3_checkpoints(),
+        code=code("wp/checkpoint.py", "wp/tables.py", "wp/paper.py", "wp/stages/table8.py"),
+    log:
+        f"{LOGS}/table8.log",
+    benchmark:
+        f"{BENCH}/table8.tsv"
+    shell:
+        "{PY} table8 --checkpoints {input.ckpts:q} --out {output.csv:q} --md {output.md:q} > {log:q} 2>&1"
 
 
 rule table5:
