@@ -46,6 +46,19 @@ def test_dry_run_lists_the_paper_sweeps(work):
     assert "results/cifar10/resnet_mlperf/retrain/wp64_a3.pt" in r.stdout and "resnet_mlperf/retrain/wp64_a4.pt" not in r.stdout
 
 
+def test_default_target_plans_every_paper_job_and_table8(work):
+    r = snakemake(work, "-n", config=paper_config())
+    assert r.returncode == 0, r.stderr
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", r.stdout, flags=re.M))
+    assert counts == {"prepare": "2", "pretrain": "5", "cluster": "15", "wp_train": "15", "table4": "1", "plots": "1",
+                      "quant_eval": "56", "act_train": "11", "table3": "1", "table5": "1", "table6": "1", "table8": "1",
+                      "sweep_plots": "1", "compare_train": "40", "compare_sharing": "10", "compare_table": "1",
+                      "all": "1", "total": "163"}
+    # the reference's pooled sets reach the cluster jobs
+    assert "--layer-selection '{\"exclude\": [\"*downsample*\"], \"pool_fc\": true}'" in \
+        snakemake(work, "-n", "-p", "results/cifar10/resnet_mlperf/pool64.h5", config=paper_config()).stdout
+
+
 def test_prepare_runs_for_both_paper_datasets_from_fixtures(work, tmp_path):
     raw = tmp_path / "raw"
     fake_cifar(raw)

@@ -142,14 +142,15 @@ def test_table6_min_bits_counts_retrained_accuracy():
     assert list(df.columns[4:9]) == ["a8", "a6", "a5", "a4", "a3"] and "a4_retrained" in df.columns
     assert a["min_bits"] == 4 and b["min_bits"] == 8
     assert pd.isna(b["a4_retrained"])
-    assert tables.min_bits({8: 90.0, 3: 89.0}, 90.0) == 3 and tables.min_bits({3: 10.0}, 90.0) is None
+    assert tables.min_bits({8: 90.0, 3: 89.1}, 90.0) == 3 and tables.min_bits({3: 10.0}, 90.0) is None
+    assert tables.min_bits({8: 90.0, 3: 89.0}, 90.0) == 8  # a drop of exactly 1 point is not under 1
 
 
 def test_table5_columns_and_paper_values():
     evals = [{**_eval("resnet_10", 8, lut, acc), "dataset": "cifar10"} for lut, acc in [(None, 89.0), (16, 89.0), (8, 88.9), (4, 88.0)]]
     floats = [{"stage": "wp_train", "dataset": "cifar10", "network": "resnet_10", "k": 64, "test_top1": 89.5}]
     df = tables.table5(evals, floats)
-    assert list(df.columns[:9]) == ["dataset", "network", "k", "act_bits", "float", "no_lut", "lut16", "lut8", "lut4"]
+    assert list(df.columns[:10]) == ["dataset", "network", "k", "act_bits", "float", "paper_no_lut", "no_lut", "lut16", "lut8", "lut4"]
     assert df.iloc[0]["paper_lut4"] == 89.4 and df.iloc[0]["float"] == 89.5
     with pytest.raises(WPError, match="pass quant_eval metrics"):
         tables.table5(floats, floats)

@@ -51,14 +51,14 @@ def test_plots_and_html_report(finished):
     r = snakemake(finished, "--report", "report.html", config=CONFIG)
     assert r.returncode == 0, r.stderr[-3000:]
     html = (finished / "report.html").read_text(errors="replace")
-    for name in ("table4.csv", "table3.csv", "table5.csv", "table6.csv", "accuracy_vs_pool_size.png",
+    for name in ("table4.csv", "table3.csv", "table5.csv", "table6.csv", "table8.csv", "accuracy_vs_pool_size.png",
                  "accuracy_vs_lut_bits.png", "accuracy_vs_act_bits.png"):
         assert name in html
 
 
 def test_tables_3_5_6(finished):
     t5 = pd.read_csv(finished / "tables" / "table5.csv").set_index("network")
-    assert list(t5.columns[:7]) == ["dataset", "k", "act_bits", "float", "no_lut", "lut16", "lut4"]
+    assert list(t5.columns[:8]) == ["dataset", "k", "act_bits", "float", "paper_no_lut", "no_lut", "lut16", "lut4"]
     # a 16-bit table is lossless: the LUT network scores what float convs of the same codes score
     assert abs(t5.loc["tinyconv", "lut16"] - t5.loc["tinyconv", "no_lut"]) <= 0.1
     assert abs(t5.loc["resnet_mlperf", "lut16"] - t5.loc["resnet_mlperf", "no_lut"]) <= 1.0  # 2 of 200 images
@@ -67,6 +67,9 @@ def test_tables_3_5_6(finished):
     assert (t6[["a8", "a4", "a4_retrained"]] > 10).all().all()
     t3 = pd.read_csv(finished / "tables" / "table3.csv").set_index("network")
     assert (t3["k"] == 16).all() and (t3["ratio_int8"] > 1).all() and (t3["ratio_fp32"] > t3["ratio_int8"]).all()
+    assert (t3["pm_ratio"] > 1).all() and t3["notes"].str.contains("dataset digits").all()
+    t8 = pd.read_csv(finished / "tables" / "table8.csv")
+    assert set(t8["network"]) == {"tinyconv", "resnet_mlperf"} and (t8["avg_distinct"].between(1, 16)).all()
     for rule in ("quant_eval", "act_train"):
         assert list((finished / "results" / "logs" / rule).rglob("*.log"))
     ck = finished / "results" / "digits" / "tinyconv" / "retrain" / "wp16_a4.pt"

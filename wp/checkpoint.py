@@ -3,7 +3,8 @@
 Keys: ``format`` ("wp-checkpoint/1"), ``kind`` ("float" or "pooled"), ``network``, ``dataset``,
 ``model_args`` (in_channels, num_classes, image_size), ``state_dict`` (plain parameter names; for a
 pooled model the *projected* weights), and for pooled models ``pool`` (K x 8), ``pooled_layers``
-and ``indices`` (per layer, one pool index per z-vector).
+and ``indices`` (per layer, one pool index per z-vector); ``wp_train``'s also ``latent`` (per pooled
+layer, the latent, unprojected weight retraining ended with: where ``act_train`` starts).
 """
 
 from __future__ import annotations
@@ -46,6 +47,47 @@ def load(path: str | Path, *, network: str | None = None, kind: str | None = Non
     if kind is not None and ckpt["kind"] != kind:
         raise WPError(f"checkpoint {path} is a {ckpt['kind']} model, this stage needs a {kind} one: pass the right file")
     return ckpt
+
+
+def latent_weights(model: nn.Module, layers: list[str]) -> dict[str, torch.Tensor]:
+    """Per layer of ``layers``, the weight the optimizer holds (CPU copies): the latent weight of a
+    parametrized layer (the pool projection), else its weight."""
+    from torch.nn.utils import parametrize
+
+    modules = dict(model.named_modules())
+    out = {}
+    for name in layers:
+        m = modules[name]
+        w = m.parametrizations.weight.original if parametrize.is_parametrized(m, "weight") else m.weight
+        out[name] = w.detach().cpu().contiguous().clone()
+    return out
+
+
+def pooled_summary(state_dict: dict, layers: list[str]) -> dict:
+    """``pooled_conv_vectors`` (z-vectors of the pooled convs) and ``pooled_fc`` (whether a linear layer
+    is pooled) of the pooled ``layers`` of a model's ``state_dict``: what the tables compare with the
+    reference's pooled set."""
+    shapes = {n: state_dict[f"{n}.weight"].shape for n in layers}
+    return {"pooled_conv_vectors": sum(s.numel() // 8 for s in shapes.values() if len(s) == 4),
+            "pooled_fc": any(len(s) == 2 for s in shapes.values())}
+
+
+def require_latent(ckpt: dict, ckpt_path) -> dict[str, torch.Tensor]:
+    """The checkpoint's latent weights; an older checkpoint without them stops with the rerun that
+    writes them."""
+    latent = ckpt.get("latent")
+    if not latent or set(latent) != set(ckpt["pooled_layers"]):
+        raise WPError(f"checkpoint {ckpt_path} holds no latent weights (written before wp_train kept them): rerun "
+                      f"wp_train (snakemake --forcerun wp_train), or start from the projected weights (sweeps.table6.start: projected)")
+    return latent
+
+
+def load_latent(model: nn.Module, ckpt: dict, ckpt_path) -> None:
+    """Put the checkpoint's latent weights into its pooled layers (in place)."""
+    modules = dict(model.named_modules())
+    with torch.no_grad():
+        for name, w in require_latent(ckpt, ckpt_path).items():
+            modules[name].weight.copy_(w)
 
 
 def build(ckpt: dict, device: str | torch.device = "cpu") -> nn.Module:

@@ -22,6 +22,16 @@ def _hparams(text: str) -> dict:
         raise WPError(f"--hparams is not valid JSON ({exc}): pass a JSON object") from exc
 
 
+def _json_object(text: str, option: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise WPError(f"{option} is not valid JSON ({exc}): pass a JSON object") from exc
+    if not isinstance(value, dict):
+        raise WPError(f"{option} must be a JSON object, got {text!r}: pass e.g. '{{\"exclude\": [\"*downsample*\"]}}'")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="wp", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--networks-from", action="append", default=[], metavar="FILE",
@@ -77,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-iter", type=int, default=300)
     sp.add_argument("--tol", type=float, default=1e-4)
     sp.add_argument("--pool-fc", action="store_true")
+    sp.add_argument("--layer-selection", default="{}",
+                    help="JSON pooled-layer selection (config key pooled_layers.<network>): include, exclude, "
+                         "include_kinds, exclude_kinds, pool_fc")
     sp.add_argument("--out", required=True, help="pool .h5")
     common(sp)
 
@@ -115,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--network", required=True)
     sp.add_argument("--act-bits", type=int, required=True)
     sp.add_argument("--no-ste", action="store_true", help="the reference's zero gradient through round()")
+    sp.add_argument("--start", default="latent", choices=["latent", "projected"],
+                    help="start from wp_train's latent weights (the reference) or from the projected ones")
     sp.add_argument("--calibration-images", type=int, default=512)
     sp.add_argument("--act-range", default="mse", choices=["mse", "max"],
                     help="activation range per layer: least squared error (mse) or max |input|, as a power of two")
@@ -127,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("table3", help="tables/table3.csv: storage and compression from wp checkpoints")
     sp.add_argument("--checkpoints", nargs="+", required=True)
     sp.add_argument("--lut-bits", type=int, default=8)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--md", default=None)
+
+    sp = sub.add_parser("table8", help="tables/table8.csv: distinct pool vectors per input vector, per pooled layer")
+    sp.add_argument("--checkpoints", nargs="+", required=True)
     sp.add_argument("--out", required=True)
     sp.add_argument("--md", default=None)
 
@@ -184,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--classes", type=int, default=10)
     sp.add_argument("--k", type=int, default=64, help="pool size for the compression ratio")
     sp.add_argument("--pool-fc", action="store_true")
+    sp.add_argument("--config", default=None, metavar="FILE",
+                    help="a workflow config: its networks (default names), pool_fc and pooled_layers selections")
     sp.add_argument("--layers", action="store_true", help="also list each network's pooled layers")
 
     sp = sub.add_parser("check-config", help="validate a config file, print it with defaults filled in")
@@ -221,7 +243,8 @@ def dispatch(args: argparse.Namespace) -> None:
         from wp.stages import cluster
 
         cluster.run(args.checkpoint, args.network, args.k, args.out, seed=args.seed, backend=args.backend, init=args.init,
-                    max_iter=args.max_iter, tol=args.tol, pool_fc=args.pool_fc, device=args.device)
+                    max_iter=args.max_iter, tol=args.tol, pool_fc=args.pool_fc,
+                    selection=_json_object(args.layer_selection, "--layer-selection"), device=args.device)
     elif cmd == "wp_train":
         from wp.stages import wp_train
 
@@ -247,12 +270,17 @@ def dispatch(args: argparse.Namespace) -> None:
 
         act_train.run(args.data, args.checkpoint, args.network, args.act_bits, _hparams(args.hparams), args.out, args.metrics,
                       ste=not args.no_ste, calibration_images=args.calibration_images, act_range=args.act_range,
+                      start=args.start,
                       seed=args.seed, device=args.device,
                       stop_after_epoch=args.stop_after_epoch)
     elif cmd == "table3":
         from wp.stages import table3
 
         table3.run(args.checkpoints, args.out, args.md, lut_bits=args.lut_bits)
+    elif cmd == "table8":
+        from wp.stages import table8
+
+        table8.run(args.checkpoints, args.out, args.md)
     elif cmd == "table5":
         from wp.stages import table5
 
@@ -293,12 +321,19 @@ def dispatch(args: argparse.Namespace) -> None:
         from wp import models
         from wp.models.summary import show, summary
 
+        cfg = None
+        if args.config:
+            from wp import config as wpconfig
+
+            cfg = wpconfig.load(args.config)  # also loads its network_modules
         for name in args.names:
             models.check_name(name)
         if args.k < 2 or args.channels < 1 or args.classes < 1 or args.image_size < 1:
             raise WPError("--k must be at least 2 and --channels, --classes, --image-size at least 1: fix the values")
+        names = args.names or (sorted({n for nets in cfg["experiments"].values() for n in nets}) if cfg else models.names())
         rows = [summary(n, in_channels=args.channels, num_classes=args.classes, image_size=args.image_size, k=args.k,
-                        pool_fc=args.pool_fc) for n in args.names or models.names()]
+                        pool_fc=args.pool_fc or bool(cfg and cfg["pool_fc"]),
+                        selection=cfg["pooled_layers"].get(n) if cfg else None) for n in names]
         print(show(rows, args.layers))
     elif cmd == "check_config":
         from wp import config

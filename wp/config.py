@@ -118,6 +118,7 @@ def validate(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     if errors:
         raise WPError(_message(errors[0]))
     check_names(config, schema)
+    check_pooled_layers(config)
     check_compare(config)
     check_listed(config, "export")
     return config
@@ -153,6 +154,42 @@ def check_training(hp: dict, stage: str, network: str, schema: dict | None = Non
                       f"{f' (allowed: {rng})' if rng else ''}: fix it in hparams or network_hparams")
     if hp["optimizer"] == "sgd" and hp["nesterov"] and hp["momentum"] == 0:
         raise WPError(f"config: {where}: nesterov: true needs momentum > 0 (it is 0): set momentum or nesterov: false")
+
+
+def model_shape(dataset: str | None) -> dict:
+    """The model arguments a network gets on ``dataset`` (a dataset of the user's own, whose shape is known
+    only after prepare, or none: the registry's example shape; layer names do not depend on it)."""
+    from wp import data
+    from wp.models.registry import BUILDER_ARGS
+
+    spec = data.get(dataset) if dataset is not None else None
+    if spec is None or not spec.channels:
+        return dict(BUILDER_ARGS)
+    return {"in_channels": spec.channels, "num_classes": len(spec.classes), "image_size": spec.image_size}
+
+
+def layer_selection(config: dict, network: str) -> dict:
+    """The pooled-layer selection of ``network``: its ``pooled_layers`` entry, ``pool_fc`` filled in
+    from the top-level key (what ``cluster --layer-selection`` takes)."""
+    return {"pool_fc": config["pool_fc"], **(config.get("pooled_layers") or {}).get(network, {})}
+
+
+def check_pooled_layers(config: dict) -> None:
+    """Every ``pooled_layers`` entry names a network, and each of its patterns and kinds matches one of
+    the network's poolable layers (built for each dataset the experiments run it on)."""
+    from wp import models, pool
+
+    for net in config.get("pooled_layers") or {}:
+        models.check_name(net)
+        datasets = [d for d, nets in config["experiments"].items() if net in nets] or [None]
+        for dataset in datasets:
+            model = models.create(net, **model_shape(dataset))
+            try:
+                layers = pool.pooled_layers(model, selection=layer_selection(config, net), network=net)
+            except WPError as exc:
+                raise WPError(f"config: {exc}") from None
+            if not layers:
+                raise WPError(f"config: pooled_layers.{net}: the selection leaves no layer to pool: widen it")
 
 
 # --- comparison with related methods (issue 7) ---

@@ -20,10 +20,14 @@ The projection always runs in fp32, also under autocast (bf16 cosines would pick
 
 from __future__ import annotations
 
+import fnmatch
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils import parametrize
+
+from wp import WPError
 
 VECTOR = 8  # z-vector length
 
@@ -37,18 +41,74 @@ def is_poolable(module: nn.Module, pool_fc: bool = False) -> bool:
     return False
 
 
-def pooled_layers(model: nn.Module, pool_fc: bool = False) -> list[str]:
-    """Names of the layers that share the pool: every poolable conv except the first conv of the
-    network, plus linear layers when ``pool_fc``. The k-means set is exactly this set."""
-    names, first_conv_seen = [], False
+def layer_kind(module: nn.Module) -> str:
+    """``linear`` or ``conv{kh}x{kw}``: the kind a layer selection names (``conv`` names every conv)."""
+    if isinstance(module, nn.Linear):
+        return "linear"
+    kh, kw = module.kernel_size
+    return f"conv{kh}x{kw}"
+
+
+def poolable_layers(model: nn.Module) -> dict[str, str]:
+    """Every layer that can share the pool, by name, with its kind: each poolable conv except the first
+    conv of the network, and each linear layer whose input size divides into 8s."""
+    out, first_conv_seen = {}, False
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d):
             is_first = not first_conv_seen
             first_conv_seen = True
             if is_first:
                 continue
-        if is_poolable(module, pool_fc):
-            names.append(name)
+        if is_poolable(module, pool_fc=True):
+            out[name] = layer_kind(module)
+    return out
+
+
+def _kind_matches(kind: str, wanted: str) -> bool:
+    return kind == wanted or (wanted == "conv" and kind.startswith("conv"))
+
+
+def pooled_layers(model: nn.Module, pool_fc: bool = False, selection: dict | None = None, network: str = "network") -> list[str]:
+    """Names of the layers that share the pool (the k-means set is exactly this set).
+
+    Default: every poolable conv except the first conv of the network, plus linear layers when
+    ``pool_fc``. ``selection`` (config ``pooled_layers.<network>``) narrows it: ``pool_fc`` (overrides
+    the argument), ``include_kinds`` / ``exclude_kinds`` (``conv``, ``conv3x3``, ``conv1x1``, ...: which
+    convs), ``include`` / ``exclude`` (module-name glob patterns, e.g. ``*downsample*``: only the
+    layers matching an include pattern, none matching an exclude pattern). A pattern or kind that
+    matches none of the network's poolable layers is an error naming them."""
+    selection = selection or {}
+    candidates = poolable_layers(model)
+
+    def unmatched(what: str, value: str) -> WPError:
+        listed = ", ".join(f"{n} ({k})" for n, k in candidates.items()) or "none"
+        return WPError(f"pooled_layers.{network}: {what} {value!r} matches none of its poolable layers: {listed}; "
+                       f"fix the {what} in the config")
+
+    for key in ("include_kinds", "exclude_kinds"):
+        for wanted in selection.get(key) or []:
+            if not any(_kind_matches(k, wanted) for k in candidates.values() if k != "linear"):
+                raise unmatched("kind", wanted)
+    for key in ("include", "exclude"):
+        for pattern in selection.get(key) or []:
+            if not any(fnmatch.fnmatchcase(n, pattern) for n in candidates):
+                raise unmatched("pattern", pattern)
+    with_fc = selection.get("pool_fc", pool_fc)
+    names = []
+    for name, kind in candidates.items():
+        if kind == "linear":
+            if not with_fc:
+                continue
+        else:
+            if selection.get("include_kinds") and not any(_kind_matches(kind, w) for w in selection["include_kinds"]):
+                continue
+            if any(_kind_matches(kind, w) for w in selection.get("exclude_kinds") or []):
+                continue
+        if selection.get("include") and not any(fnmatch.fnmatchcase(name, p) for p in selection["include"]):
+            continue
+        if any(fnmatch.fnmatchcase(name, p) for p in selection.get("exclude") or []):
+            continue
+        names.append(name)
     return names
 
 

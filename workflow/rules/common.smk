@@ -168,7 +168,7 @@ def eval_checkpoint(wc):
 
 
 def sweep_outputs():
-    return [f"{TABLES}/{t}.{ext}" for t in ("table3", "table5", "table6") for ext in ("csv", "md")] + [
+    return [f"{TABLES}/{t}.{ext}" for t in ("table3", "table5", "table6", "table8") for ext in ("csv", "md")] + [
         f"{TABLES}/plots/accuracy_vs_lut_bits.png",
         f"{TABLES}/plots/accuracy_vs_act_bits.png",
     ]

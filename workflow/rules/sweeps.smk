@@ -56,6 +56,7 @@ rule act_train:
     params:
         hparams=lambda wc: hparams_json("act_train", wc.network),
         ste="" if SWEEPS["table6"]["ste"] else "--no-ste",
+        start=SWEEPS["table6"]["start"],
         calibration=SWEEPS["calibration_images"],
         act_range=SWEEPS["act_range"],
         seed=config["seed"],
@@ -63,7 +64,8 @@ rule act_train:
         torch_threads=TORCH_THREADS,
     shell:
         "{PY} act_train --data {input.data:q} --checkpoint {input.ckpt:q} --network {wildcards.network} "
-        "--act-bits {wildcards.abits} {params.ste} --calibration-images {params.calibration} --act-range {params.act_range} --hparams {params.hparams:q} "
+        "--act-bits {wildcards.abits} {params.ste} --start {params.start} --calibration-images {params.calibration} "
+        "--act-range {params.act_range} --hparams {params.hparams:q} "
         "--seed {params.seed} --device {DEVICE} --threads {params.torch_threads} --out {output.ckpt:q} "
         "--metrics {output.metrics:q} > {log:q} 2>&1"
 
@@ -83,6 +85,21 @@ rule table3:
         lut_bits=SWEEPS["table3"]["lut_bits"],
     shell:
         "{PY} table3 --checkpoints {input.ckpts:q} --lut-bits {params.lut_bits} --out {output.csv:q} --md {output.md:q} > {log:q} 2>&1"
+
+
+rule table8:
+    input:
+        ckpts=table3_checkpoints(),
+        code=code("table8"),
+    output:
+        csv=report(f"{TABLES}/table8.csv", category="Tables", caption="../report/table8.rst"),
+        md=f"{TABLES}/table8.md",
+    log:
+        f"{LOGS}/table8.log",
+    benchmark:
+        f"{BENCH}/table8.tsv"
+    shell:
+        "{PY} table8 --checkpoints {input.ckpts:q} --out {output.csv:q} --md {output.md:q} > {log:q} 2>&1"
 
 
 rule table5:

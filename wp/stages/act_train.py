@@ -1,6 +1,8 @@
 """Stage ``act_train``: retrain a weight-pool network with its pooled layers' inputs quantized (Table 6).
 
-Starts from ``wp{K}.pt``: the activation range of every pooled layer is calibrated on training images
+Starts from ``wp{K}.pt``: by default from its latent (unprojected) weights, as the reference does
+(``start="projected"``: from the projected weights, the pool vectors themselves; both project to the
+same network, they differ in where the gradient steps accumulate). The activation range of every pooled layer is calibrated on training images
 (a power of two, see :func:`wp.quant.calibrated_ranges`) and then fixed; training runs with the pool projection attached (latent
 weights, straight-through) and every pooled layer's input fake-quantized to ``act_bits``, with the
 straight-through estimator by default (``ste=False``: the reference's zero gradient through ``round``).
@@ -19,29 +21,38 @@ from wp.stages.common import augment_for, check_dataset, seed_everything, splits
 from wp.stages.quant_eval import act_ranges, load_pooled
 from wp.train import evaluate, fit, resolve_device
 
+START = ("latent", "projected")  # act_train's starting weights: wp_train's latent ones or the projected ones
+
 
 def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: int, hp: dict,
         out_ckpt: str | Path, out_metrics: str | Path, *, ste: bool = True, calibration_images: int = 512,
-        act_range: str = "mse", seed: int = 0, device: str = "auto", stop_after_epoch: int | None = None) -> dict:
+        act_range: str = "mse", start: str = "latent", seed: int = 0, device: str = "auto",
+        stop_after_epoch: int | None = None) -> dict:
     if not 2 <= act_bits <= 16:
         raise WPError(f"activation bits {act_bits} out of range: choose 2..16")
+    if start not in START:
+        raise WPError(f"unknown act_train start {start!r}: use {' or '.join(START)}")
     dev = resolve_device(device)
     ds = data.read(data_path)
     ckpt, model = load_pooled(ckpt_path, network, dev)
     if ckpt.get("act_bits") is not None:
         raise WPError(f"{ckpt_path} is already retrained for {ckpt['act_bits']}-bit activations: start from the wp{ckpt['k']}.pt checkpoint")
     check_dataset(ckpt, ds, ckpt_path)
+    if start == "latent":
+        checkpoint.require_latent(ckpt, ckpt_path)
     train, val, test = splits(ds, hp, seed, dev)
     seed_everything(seed)
     centers, layers, k = ckpt["pool"], ckpt["pooled_layers"], int(ckpt["k"])
     ranges = act_ranges(ckpt, model, train, calibration_images, seed, bits=act_bits, method=act_range)
+    if start == "latent":  # after calibration, which runs the projected network; the latents project to it
+        checkpoint.load_latent(model, ckpt, ckpt_path)
     pool.attach(model, centers, layers)
     hooks = quant.attach_input_quantizers(model, ranges, act_bits, ste=ste)
     before = evaluate(model, test, hp["eval_batch_size"])
     print(f"act_train {network} K={k} {act_bits}-bit activations ({'STE' if ste else 'no gradient through round'}): "
           f"before {before:.2f}%, {hp['epochs']} epochs, {dev}", flush=True)
     result = fit(model, train, hp, seed=seed, augment=augment_for(ds), val=val, resume=f"{out_ckpt}.resume",
-                 resume_tag=f"{sha256(data_path)} {sha256(ckpt_path)} {act_bits} {ste}", stop_after_epoch=stop_after_epoch)
+                 resume_tag=f"{sha256(data_path)} {sha256(ckpt_path)} {act_bits} {ste} {start}", stop_after_epoch=stop_after_epoch)
     top1 = evaluate(model, test, hp["eval_batch_size"])
     indices = pool.indices(model, centers, layers)
     for h in hooks:
@@ -50,11 +61,11 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
     print(f"act_train {network} {act_bits}-bit: test top-1 {top1:.2f}% (before {before:.2f}%)", flush=True)
     json_ranges = {n: [a, s] for n, (a, s) in ranges.items()}
     metrics = {"stage": "act_train", "dataset": ds.name, "network": network, "k": k, "act_bits": act_bits, "ste": ste,
-               "test_top1": top1, "before_top1": before, "test_images": len(test), "train_images": len(train),
+               "start": start, "test_top1": top1, "before_top1": before, "test_images": len(test), "train_images": len(train),
                "epochs": hp["epochs"], "kept_epoch": result["kept_epoch"], "seconds": result["seconds"], "hparams": hp,
                "act_ranges": json_ranges, "history": result["history"],
                "provenance": provenance.collect(dev, seed, {"stage": "act_train", "dataset": ds.name, "network": network, "k": k,
-                                                            "act_bits": act_bits, "ste": ste, "act_range": act_range,
+                                                            "act_bits": act_bits, "ste": ste, "act_range": act_range, "start": start,
                                                             "hparams": hp})}
     checkpoint.save(out_ckpt, model, network=network, dataset=ds.name, model_args=ckpt["model_args"], kind="pooled",
                     pool=centers.clone(), pooled_layers=layers, indices=indices, k=k, act_bits=act_bits,

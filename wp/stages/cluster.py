@@ -3,8 +3,9 @@
 The pool file (HDF5): ``centers`` (K x 8 float32), ``assignments`` (one pool index per z-vector,
 layers concatenated in ``layers`` order), ``layer_vectors`` (vectors per layer); attributes
 ``format``, ``network``, ``dataset``, ``k``, ``seed``, ``backend``, ``init``, ``inertia``,
-``iterations``, ``converged``, ``seconds``, ``pool_fc``, ``layers`` (JSON list) and
-``checkpoint_sha256``. The layers listed are exactly the layers ``wp_train`` pools.
+``iterations``, ``converged``, ``seconds``, ``pool_fc``, ``selection`` (JSON: the config's
+``pooled_layers`` entry with ``pool_fc``), ``layers`` (JSON list) and ``checkpoint_sha256``. The layers
+listed are exactly the layers ``wp_train`` pools.
 """
 
 from __future__ import annotations
@@ -25,12 +26,16 @@ FORMAT = "wp-pool/1"
 
 
 def run(ckpt_path: str | Path, network: str, k: int, out: str | Path, *, seed: int = 0, backend: str = "torch",
-        init: str = "kmeans++", max_iter: int = 300, tol: float = 1e-4, pool_fc: bool = False, device: str = "auto") -> dict:
+        init: str = "kmeans++", max_iter: int = 300, tol: float = 1e-4, pool_fc: bool = False,
+        selection: dict | None = None, device: str = "auto") -> dict:
+    """``selection``: which poolable layers share the pool (:func:`wp.pool.pooled_layers`); ``pool_fc``
+    applies where it does not say."""
     if not 2 <= k <= 256:
         raise WPError(f"pool size {k} is out of range: choose 2 <= K <= 256 (an index must fit one byte)")
     ckpt = checkpoint.load(ckpt_path, network=network, kind="float")
     model = checkpoint.build(ckpt)
-    layers = pool.pooled_layers(model, pool_fc=pool_fc)
+    selection = {"pool_fc": pool_fc, **(selection or {})}
+    layers = pool.pooled_layers(model, selection=selection, network=network)
     if not layers:
         raise WPError(f"network {network} has no poolable layers (in_channels divisible by 8): nothing to cluster")
     vectors, counts = pool.model_vectors(model, layers)
@@ -52,7 +57,7 @@ def run(ckpt_path: str | Path, network: str, k: int, out: str | Path, *, seed: i
                 "format": FORMAT, "network": network, "dataset": ckpt["dataset"], "k": k, "seed": seed,
                 "backend": res.backend, "init": init if backend == "torch" else "random",
                 "inertia": res.inertia, "iterations": res.iterations, "converged": res.converged,
-                "seconds": res.seconds, "pool_fc": pool_fc, "layers": json.dumps(layers),
+                "seconds": res.seconds, "pool_fc": selection["pool_fc"], "selection": json.dumps(selection, sort_keys=True), "layers": json.dumps(layers),
                 "checkpoint_sha256": sha256(ckpt_path),
             })
     return {"k": k, "vectors": len(vectors), "inertia": res.inertia, "iterations": res.iterations}

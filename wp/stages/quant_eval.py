@@ -85,7 +85,8 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
           f"{len(test) / seconds:.0f} img/s", flush=True)
     metrics = {"stage": "quant_eval", "dataset": ds.name, "network": network, "k": int(ckpt["k"]),
                "act_bits": act_bits, "lut_bits": lut_bits, "lut_mode": lut_mode, "signed_mode": signed_mode,
-               "retrained": trained_bits is not None, "test_top1": top1, "float_top1": float_top1,
+               "retrained": trained_bits is not None, "selection": hp["selection"],
+               **checkpoint.pooled_summary(ckpt["state_dict"], ckpt["pooled_layers"]), "test_top1": top1, "float_top1": float_top1,
                "test_images": len(test), "seconds": seconds, "images_per_s": len(test) / seconds,
                "act_ranges": {n: [a, s] for n, (a, s) in ranges.items()},
                "calibration": "checkpoint" if ckpt.get("act_ranges") else f"{act_range} over {min(calibration_images, len(train))} training images",

@@ -1,7 +1,7 @@
 """Stage ``wp_train``: retrain a pretrained network with its pooled layers projected onto the frozen pool.
 
-Writes the projected model (pooled checkpoint: weights are pool vectors, plus pool and indices)
-and metrics: test top-1 after retraining and the "direct replacement" accuracy before it.
+Writes the projected model (pooled checkpoint: weights are pool vectors, plus pool, indices and the
+latent weights retraining ended with) and metrics: test top-1 after retraining and the "direct replacement" accuracy before it.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ def run(data_path: str | Path, ckpt_path: str | Path, pool_path: str | Path, net
                  stop_after_epoch=stop_after_epoch)
     top1 = evaluate(model, test, hp["eval_batch_size"], hp["amp"])
     after = pool.indices(model, centers, layers)
+    latent = checkpoint.latent_weights(model, layers)
     pool.detach(model)
     changed = sum(int((before[n] != after[n]).sum()) for n in layers)
     n_vectors = sum(len(v) for v in after.values())
@@ -47,9 +48,10 @@ def run(data_path: str | Path, ckpt_path: str | Path, pool_path: str | Path, net
     metrics = {"stage": "wp_train", "dataset": ds.name, "network": network, "k": k, "test_top1": top1,
                "direct_top1": direct, "test_images": len(test), "train_images": len(train), "epochs": hp["epochs"],
                "kept_epoch": result["kept_epoch"], "seconds": result["seconds"], "hparams": hp,
-               "pooled_layers": layers, "pooled_vectors": n_vectors, "assignments_changed": changed,
+               "pooled_layers": layers, "pooled_vectors": n_vectors,
+               **checkpoint.pooled_summary(model.state_dict(), layers), "assignments_changed": changed,
                "pool_vectors_used": used, "history": result["history"], "provenance": provenance.collect(dev, seed, {"stage": "wp_train", "dataset": ds.name, "network": network, "k": k, "hparams": hp, "pool": pl["checkpoint_sha256"]})}
     checkpoint.save(out_ckpt, model, network=network, dataset=ds.name, model_args=ckpt["model_args"], kind="pooled",
-                    pool=centers.clone(), pooled_layers=layers, indices=after, k=k)
+                    pool=centers.clone(), pooled_layers=layers, indices=after, k=k, latent=latent)
     write_json(out_metrics, metrics)
     return metrics
