@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-iter", type=int, default=300)
     sp.add_argument("--tol", type=float, default=1e-4)
     sp.add_argument("--pool-fc", action="store_true")
+    sp.add_argument("--pool-scale", default="none", choices=["none", "layer", "channel"],
+                    help="a fitted scale per pooled layer or output channel (k-means on normalised z-vectors)")
     sp.add_argument("--out", required=True, help="pool .h5")
     common(sp)
 
@@ -220,7 +222,7 @@ def dispatch(args: argparse.Namespace) -> None:
         from wp.stages import cluster
 
         cluster.run(args.checkpoint, args.network, args.k, args.out, seed=args.seed, backend=args.backend, init=args.init,
-                    max_iter=args.max_iter, tol=args.tol, pool_fc=args.pool_fc, device=args.device)
+                    max_iter=args.max_iter, tol=args.tol, pool_fc=args.pool_fc, scale=args.pool_scale, device=args.device)
     elif cmd == "wp_train":
         from wp.stages import wp_train
 

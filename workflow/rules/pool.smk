@@ -12,6 +12,7 @@ rule cluster:
         max_iter=config["kmeans"]["max_iter"],
         tol=config["kmeans"]["tol"],
         pool_fc="--pool-fc" if config["pool_fc"] else "",
+        pool_scale=config["pool_scale"],
     threads: config["threads"]
     log:
         f"{LOGS}/cluster/{{dataset}}/{{network}}/pool{{k}}.log",
@@ -20,7 +21,7 @@ rule cluster:
     shell:
         "{PY} cluster --checkpoint {input.ckpt:q} --network {wildcards.network} --k {wildcards.k} "
         "--backend {params.backend} --init {params.init:q} --max-iter {params.max_iter} --tol {params.tol} "
-        "{params.pool_fc} --seed {params.seed} --device {params.device} --threads {threads} --out {output:q} > {log:q} 2>&1"
+        "{params.pool_fc} --pool-scale {params.pool_scale} --seed {params.seed} --device {params.device} --threads {threads} --out {output:q} > {log:q} 2>&1"
 
 
 rule wp_train:

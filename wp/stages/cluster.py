@@ -3,8 +3,11 @@
 The pool file (HDF5): ``centers`` (K x 8 float32), ``assignments`` (one pool index per z-vector,
 layers concatenated in ``layers`` order), ``layer_vectors`` (vectors per layer); attributes
 ``format``, ``network``, ``dataset``, ``k``, ``seed``, ``backend``, ``init``, ``inertia``,
-``iterations``, ``converged``, ``seconds``, ``pool_fc``, ``layers`` (JSON list) and
-``checkpoint_sha256``. The layers listed are exactly the layers ``wp_train`` pools.
+``iterations``, ``converged``, ``seconds``, ``pool_fc``, ``pool_scale``, ``layers`` (JSON list) and
+``checkpoint_sha256``. The layers listed are exactly the layers ``wp_train`` pools. With a pool scale
+(``pool_scale`` "layer" or "channel", :mod:`wp.pool`) the k-means clusters each layer's (channel's)
+z-vectors normalised to unit RMS norm, and ``wp_train`` fits the scales; a file without the attribute
+is a pool without scale ("none").
 """
 
 from __future__ import annotations
@@ -25,15 +28,16 @@ FORMAT = "wp-pool/1"
 
 
 def run(ckpt_path: str | Path, network: str, k: int, out: str | Path, *, seed: int = 0, backend: str = "torch",
-        init: str = "kmeans++", max_iter: int = 300, tol: float = 1e-4, pool_fc: bool = False, device: str = "auto") -> dict:
+        init: str = "kmeans++", max_iter: int = 300, tol: float = 1e-4, pool_fc: bool = False, scale: str = "none", device: str = "auto") -> dict:
     if not 2 <= k <= 256:
         raise WPError(f"pool size {k} is out of range: choose 2 <= K <= 256 (an index must fit one byte)")
+    pool.check_scale(scale)
     ckpt = checkpoint.load(ckpt_path, network=network, kind="float")
     model = checkpoint.build(ckpt)
     layers = pool.pooled_layers(model, pool_fc=pool_fc)
     if not layers:
         raise WPError(f"network {network} has no poolable layers (in_channels divisible by 8): nothing to cluster")
-    vectors, counts = pool.model_vectors(model, layers)
+    vectors, counts = pool.model_vectors(model, layers, scale)
     dev = resolve_device(device)
     if backend == "torch":
         res = kmeans(vectors, k, seed=seed, init=init, max_iter=max_iter, tol=tol, device=dev)
@@ -42,7 +46,7 @@ def run(ckpt_path: str | Path, network: str, k: int, out: str | Path, *, seed: i
     else:
         raise WPError(f"unknown k-means backend {backend!r}: use 'torch' or 'kmeans_pytorch'")
     print(f"cluster {network} K={k}: {len(vectors)} z-vectors from {len(layers)} layers, inertia {res.inertia:.2f}, "
-          f"{res.iterations} iterations, {res.seconds:.2f}s ({res.backend})", flush=True)
+          f"{res.iterations} iterations, {res.seconds:.2f}s ({res.backend}), pool scale {scale}", flush=True)
     with atomic_path(out) as tmp:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("centers", data=res.centers.numpy().astype(np.float32))
@@ -52,7 +56,7 @@ def run(ckpt_path: str | Path, network: str, k: int, out: str | Path, *, seed: i
                 "format": FORMAT, "network": network, "dataset": ckpt["dataset"], "k": k, "seed": seed,
                 "backend": res.backend, "init": init if backend == "torch" else "random",
                 "inertia": res.inertia, "iterations": res.iterations, "converged": res.converged,
-                "seconds": res.seconds, "pool_fc": pool_fc, "layers": json.dumps(layers),
+                "seconds": res.seconds, "pool_fc": pool_fc, "pool_scale": scale, "layers": json.dumps(layers),
                 "checkpoint_sha256": sha256(ckpt_path),
             })
     return {"k": k, "vectors": len(vectors), "inertia": res.inertia, "iterations": res.iterations}
@@ -64,6 +68,7 @@ def read(path: str | Path, *, network: str | None = None) -> dict:
     out["centers"] = torch.from_numpy(arrays["centers"])
     out["assignments"] = torch.from_numpy(arrays["assignments"]).long()
     out["layers"] = json.loads(out["layers"])
+    out["pool_scale"] = pool.check_scale(out.get("pool_scale", "none"))
     if network is not None and out["network"] != network:
         raise WPError(f"pool file {path} was made for network {out['network']!r}, not {network!r}: pass that network's pool")
     return out
