@@ -277,10 +277,11 @@ def _c_float(v: float) -> str:
     v = float(v)
     if not math.isfinite(v):
         raise WPError(f"a non-finite value ({v}) cannot go into the C header: the checkpoint is broken, rerun its stage")
-    text = f"{v:.9g}" if np.float32(v) == v else f"{v:.17g}"  # 9 digits give a float32 back exactly
+    is_float32 = float(np.float32(v)) == v  # (np.float32(v) == v compares in float32 under NumPy 2: always true)
+    text = f"{v:.9g}" if is_float32 else f"{v:.17g}"  # 9 digits give a float32 back exactly
     if not any(c in text for c in ".e"):
         text += ".0"  # 1 -> 1.0: a C floating literal needs a point or an exponent
-    return text + "f" if np.float32(v) == v else text
+    return text + "f" if is_float32 else text
 
 
 def _c_values(a: np.ndarray, per_line: int = 12) -> str:
