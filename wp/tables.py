@@ -34,6 +34,7 @@ def table4(metrics: list[dict]) -> pd.DataFrame:
         elif m["stage"] == "wp_train":
             ks.add(int(m["k"]))
             row[f"wp{m['k']}"] = round(m["test_top1"], 2)
+            row["pool_scale"] = m.get("pool_scale", "none")  # metrics older than the option had none
         else:
             raise WPError(f"metrics of stage {m['stage']!r} do not belong in table 4: pass pretrain and wp_train metrics")
     columns = ["dataset", "network", "original"] + [f"wp{k}" for k in sorted(ks)]
@@ -43,7 +44,7 @@ def table4(metrics: list[dict]) -> pd.DataFrame:
         row["paper_original"] = ref.get("original")
         for k in ks:
             row[f"paper_wp{k}"] = ref.get(k)
-    df = pd.DataFrame(list(rows.values()), columns=columns + paper_cols + ["test_images"])
+    df = pd.DataFrame(list(rows.values()), columns=columns + paper_cols + ["test_images", "pool_scale"])
     return df.sort_values(["dataset", "network"]).reset_index(drop=True)
 
 
@@ -91,9 +92,10 @@ def table5(evals: list[dict], floats: list[dict]) -> pd.DataFrame:
         row["paper_no_lut"] = ref.get("none")
         row.update({f"paper_lut{b}": ref.get(b) for b in bits})
         row["test_images"] = ms[0]["test_images"]
+        row["pool_scale"] = ms[0].get("pool_scale", "none")
         rows.append(row)
     cols = ["dataset", "network", "k", "act_bits", "float", "no_lut"] + [f"lut{b}" for b in bits] \
-        + ["paper_no_lut"] + [f"paper_lut{b}" for b in bits] + ["test_images"]
+        + ["paper_no_lut"] + [f"paper_lut{b}" for b in bits] + ["test_images", "pool_scale"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -124,10 +126,11 @@ def table6(evals: list[dict]) -> pd.DataFrame:
         row.update({f"paper_a{b}_retrained": ref.get("retrained", {}).get(b) for b in retrained_bits})
         row["paper_min_bits"] = ref.get("min_bits")
         row["test_images"] = ms[0]["test_images"]
+        row["pool_scale"] = ms[0].get("pool_scale", "none")
         rows.append(row)
     cols = ["dataset", "network", "k", "lut_bits"] + [f"a{b}" for b in plain_bits] + [f"a{b}_retrained" for b in retrained_bits] \
         + ["min_bits"] + [f"paper_a{b}" for b in plain_bits] + [f"paper_a{b}_retrained" for b in retrained_bits] \
-        + ["paper_min_bits", "test_images"]
+        + ["paper_min_bits", "test_images", "pool_scale"]
     return pd.DataFrame(rows, columns=cols)
 
 
