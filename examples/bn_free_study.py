@@ -13,7 +13,7 @@ cached in DIR. Variants (each from the same float network, printed as one ``RESU
 - ``layer`` / ``channel``: ``pool_scale`` layer / channel (k-means on normalised z-vectors);
 - ``layer_rawkm`` / ``channel_rawkm``: the scale, but k-means on the raw z-vectors;
 - ``lowlr`` / ``long``: no scale, retraining at lr 0.01 / for twice the epochs;
-- any of them with ``+long``: retraining for twice the epochs.
+- any of them with ``+long`` / ``+lowlr``: retraining for twice the epochs / at lr 0.01.
 """
 
 import json
@@ -36,8 +36,11 @@ def variant(v: str, ckpt: dict, ds, base: dict) -> dict:
     model = checkpoint.build(ckpt)
     layers = pool.pooled_layers(model, pool_fc=True)
     hp = dict(base)
+    suffix = "".join(m for m in ("+long", "+lowlr") if m in v)
     if "+long" in v:
         hp["epochs"], v = 2 * hp["epochs"], v.replace("+long", "")
+    if "+lowlr" in v:
+        hp["lr"], v = 0.01, v.replace("+lowlr", "")
     scale = v.split("_")[0] if v.split("_")[0] in ("layer", "channel") else "none"
     kmeans_scale = "none" if v.endswith("_rawkm") else scale
     if v == "noclassifier":
@@ -54,7 +57,7 @@ def variant(v: str, ckpt: dict, ds, base: dict) -> dict:
     pool.attach(model, centers, layers, scale)
     direct = evaluate(model, test, 1024)
     fit(model, train, hparams(hp), seed=0, augment=augment_for(ds))
-    return {"variant": v + ("+long" if hp["epochs"] == 2 * base["epochs"] and v != "long" else ""), "float": float_top1,
+    return {"variant": v + suffix, "float": float_top1,
             "direct": direct, "wp64": evaluate(model, test, 1024), "epochs": hp["epochs"], "lr": hp["lr"], "vectors": counts}
 
 
