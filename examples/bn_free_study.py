@@ -50,7 +50,11 @@ def variant(v: str, ckpt: dict, ds, base: dict) -> dict:
     if v == "long":
         hp["epochs"] = 2 * hp["epochs"]
     vectors, counts = pool.model_vectors(model, layers, kmeans_scale)
-    centers = kmeans(vectors, K, seed=0, max_iter=300).centers
+    res = kmeans(vectors, K, seed=0, max_iter=300)
+    centers = res.centers
+    # per layer: mean norm of its z-vectors (as clustered) and of the pool vectors they are assigned
+    norms = {name: [round(float(v.norm(dim=1).mean()), 4), round(float(centers[lab].norm(dim=1).mean()), 4)]
+             for name, v, lab in zip(layers, vectors.split(counts), res.labels.split(counts))}
     train, _, test = splits(ds, hparams(hp), 0, torch.device("cpu"))
     float_top1 = evaluate(model, test, 1024)
     seed_everything(0)
@@ -58,7 +62,7 @@ def variant(v: str, ckpt: dict, ds, base: dict) -> dict:
     direct = evaluate(model, test, 1024)
     fit(model, train, hparams(hp), seed=0, augment=augment_for(ds))
     return {"variant": v + suffix, "float": float_top1,
-            "direct": direct, "wp64": evaluate(model, test, 1024), "epochs": hp["epochs"], "lr": hp["lr"], "vectors": counts}
+            "direct": direct, "wp64": evaluate(model, test, 1024), "epochs": hp["epochs"], "lr": hp["lr"], "vectors": counts, "norms": norms}
 
 
 def main(out: str, network: str, pre_epochs: str, epochs: str, subset: str, variants: str) -> None:
