@@ -3,6 +3,12 @@
     python examples/bn_free_study.py DIR NETWORK PRETRAIN_EPOCHS RETRAIN_EPOCHS TRAIN_SUBSET VARIANT[,VARIANT...]
 
 e.g. ``python examples/bn_free_study.py /tmp/study mlp3 40 15 none none,noclassifier,layer_rawkm,layer,channel``.
+
+    python examples/bn_free_study.py demo DIR NETWORK[,NETWORK...]
+
+runs the demo's settings instead (``smoke`` recipe, embedded Fashion-MNIST, K = 64, the paper's pooled
+layers) for pool_scale none, layer and channel through the stage functions, and prints
+``DEMO network {scale: wp64 top-1}``.
 Network from examples/bn_free.py, embedded Fashion-MNIST, the ``fast`` recipe (pretrain with
 PRETRAIN_EPOCHS, every retraining with RETRAIN_EPOCHS; TRAIN_SUBSET images or ``none`` for all), one CPU
 thread, seed 0; K = 64 with every layer pooled (pool_fc). The float network is trained once and
@@ -83,7 +89,32 @@ def main(out: str, network: str, pre_epochs: str, epochs: str, subset: str, vari
         print("RESULT", json.dumps({"network": network, **variant(v, ckpt, ds, base)}), flush=True)
 
 
+def demo(out: str, networks: str) -> None:
+    from wp.stages import cluster, wp_train
+
+    torch.set_num_threads(1)
+    d = Path(out)
+    d.mkdir(parents=True, exist_ok=True)
+    if not (d / "fm.h5").exists():
+        data.prepare("fashion_mnist", "data", d / "fm.h5", seed=0)
+    cfg = {"recipe": "smoke"}
+    for net in networks.split(","):
+        pretrain.run(d / "fm.h5", net, recipes.resolve(cfg, "pretrain", net), d / f"demo_{net}.pt", d / f"demo_{net}.json",
+                     seed=0, device="cpu")
+        res = {}
+        for mode in pool.SCALES:
+            cluster.run(d / f"demo_{net}.pt", net, K, d / f"demo_{net}_{mode}.h5", seed=0, scale=mode, device="cpu")
+            m = wp_train.run(d / "fm.h5", d / f"demo_{net}.pt", d / f"demo_{net}_{mode}.h5", net,
+                             recipes.resolve(cfg, "wp_train", net), d / f"demo_{net}_{mode}_wp.pt",
+                             d / f"demo_{net}_{mode}_wp.json", seed=0, device="cpu")
+            res[mode] = round(m["test_top1"], 2)
+        print("DEMO", net, res, flush=True)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 7:
+    if len(sys.argv) == 4 and sys.argv[1] == "demo":
+        demo(*sys.argv[2:])
+    elif len(sys.argv) == 7:
+        main(*sys.argv[1:])
+    else:
         sys.exit(__doc__)
-    main(*sys.argv[1:])
