@@ -30,6 +30,15 @@ def test_weight_pool_by_hand():
     assert compression.weight_pool(m, ["2"], k=64, lut_bits=4).bits_of("lut") == 256 * 64 * 4
 
 
+def test_pool_scales_are_priced_as_float32_per_layer():
+    m = tiny()
+    plain = compression.weight_pool(m, ["2"], k=64)
+    for n in (1, 8):  # one scale for the layer, or one per output channel of its 8
+        fp = compression.weight_pool(m, ["2"], k=64, scales={"2": n})
+        assert fp.bits_of("scale") == 32 * n and fp.bits("int8") == plain.bits("int8") + 32 * n
+        assert fp.bits("fp32") == plain.bits("fp32") + 32 * n and fp.params == plain.params
+
+
 @pytest.mark.parametrize("k,bits", [(2, 1), (32, 5), (33, 6), (64, 6), (128, 7), (256, 8)])
 def test_index_bits(k, bits):
     assert compression.index_bits(k) == bits

@@ -63,7 +63,8 @@ def lutnet_from_checkpoint(digits_h5, ckpt_path, network, act_bits, lut_bits, **
     train, _, _ = splits(data.read(digits_h5), {**HP, "selection": "final"}, 0, torch.device("cpu"))
     ranges = quant_eval.act_ranges(ckpt, model, train, kw.pop("calibration_images", 512), 0, bits=act_bits,
                                    method=kw.pop("act_range", "mse"))
-    return lutnet.convert(model, ckpt["pool"], ckpt["indices"], ranges, act_bits, lut_bits, **kw)
+    return lutnet.convert(model, ckpt["pool"], ckpt["indices"], ranges, act_bits, lut_bits,
+                          scales=checkpoint.pool_scale(ckpt)[1], **kw)
 
 
 def digits_images(digits_h5, n=128):
@@ -380,3 +381,127 @@ def test_snakemake_all_exports(tmp_path):
     assert sorted(jobs) == ["act_train", "all_exports", "export"] and "model=wp8_a6" in jobs["export"][0]
     r = snakemake(work, "-n", "all_exports", config={**WF_CONFIG, "export": {"networks": ["resnet_10"]}})
     assert r.returncode != 0 and "export.networks: 'resnet_10' is in no experiment" in r.stdout + r.stderr
+
+
+
+# ---------------------------------------------------------------------------------------------------
+# 4. a pool scale (pool_scale) on a network without BatchNorm: exact through lutnet, artifact and C
+# ---------------------------------------------------------------------------------------------------
+
+@pytest.fixture()
+def bn_free(monkeypatch):
+    """examples/bn_free.py registered for this test only."""
+    from wp import models
+    from wp.models import registry
+
+    for name in ("_BUILDERS", "_ORIGIN", "_LOADED"):
+        monkeypatch.setattr(registry, name, dict(getattr(registry, name)))
+    models.load_file(REPO / "examples" / "bn_free.py")
+
+
+def scaled_checkpoint(digits_h5, out, mode, k=16):
+    """cnn_nobn (conv biases, no BatchNorm) with random weights made scaled pool vectors of a random
+    pool: a pooled checkpoint of pool_scale ``mode``."""
+    ds = data.read(digits_h5)
+    args = {"in_channels": ds.channels, "num_classes": ds.num_classes, "image_size": ds.image_size}
+    torch.manual_seed(3)
+    model = models_create("cnn_nobn", args)
+    layers = pool.pooled_layers(model)
+    centers = torch.randn(k, 8) * 0.3
+    indices, scales = {}, {}
+    for name in layers:
+        layer = model.get_submodule(name)
+        _, indices[name] = pool.project(layer.weight.data, centers)
+        scales[name] = torch.rand(1 if mode == "layer" else layer.out_channels) + 0.5
+        layer.weight.data.copy_(pool.deployed_weight(centers, indices[name], layer.weight.shape, scales[name]))
+    checkpoint.save(out, model, network="cnn_nobn", dataset=ds.name, model_args=args, kind="pooled", pool=centers,
+                    pooled_layers=layers, indices=indices, k=k, **checkpoint.scale_entries(mode, scales))
+    return out
+
+
+def models_create(name, args):
+    from wp import models
+
+    return models.create(name, **args)
+
+
+@pytest.mark.parametrize("mode", ["layer", "channel"])
+def test_pool_scales_travel_exactly_into_the_artifact_and_table3(mode, bn_free, digits_h5, tmp_path):
+    ckpt = scaled_checkpoint(digits_h5, tmp_path / "s.pt", mode)
+    m, stem = run_export(digits_h5, ckpt, "cnn_nobn", tmp_path, calibration_images=64)
+    x = digits_images(digits_h5, 64)
+    with torch.no_grad():
+        ref = lutnet_from_checkpoint(digits_h5, ckpt, "cnn_nobn", 8, 8, calibration_images=64)(x)
+        got = export.load(f"{stem}.npz", f"{stem}.json")(x)
+    assert torch.equal(got, ref)
+    arrays, ck = np.load(f"{stem}.npz"), checkpoint.load(ckpt)
+    assert m["pool_scale"] == mode
+    for e in m["layers"]:
+        assert np.array_equal(arrays[e["pool_scale"]], ck["scales"][e["name"]].numpy()) and e["bias"] is not None
+        assert e["pool_scales"] == (1 if mode == "layer" else e["out_channels"])
+    row = table3.row(ckpt, lut_bits=8)
+    n_scales = sum(e["pool_scales"] for e in m["layers"])
+    assert row["pool_scale"] == mode and row["scale_bytes"] == 4 * n_scales == m["storage"]["scale_bytes"]
+    assert m["storage"]["table3"]["bytes_int8"] == row["total_bytes_int8"]
+    assert m["storage"]["file_bytes"]["scale"] == 4 * n_scales
+    assert row["ratio_int8_deployed"] == round(m["storage"]["ratio_int8"], 2)
+
+
+C_REQUANT = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "{header}"
+#include "lut_layer.c"
+#define L(x) {prefix}_##x
+
+int main(int argc, char **argv)
+{{
+    int h = atoi(argv[2]), w = atoi(argv[3]);
+    long n = (long)L(IN_CHANNELS) * h * w;
+    int32_t *codes = malloc(n * sizeof *codes);
+    FILE *f = fopen(argv[1], "r");
+    for (long i = 0; i < n; i++)
+        if (fscanf(f, "%d", &codes[i]) != 1)
+            return 2;
+    fclose(f);
+    int oh = (h + 2 * L(PAD_H) - L(KERNEL_H)) / L(STRIDE_H) + 1, ow = (w + 2 * L(PAD_W) - L(KERNEL_W)) / L(STRIDE_W) + 1;
+    int64_t *acc = malloc((long)L(OUT_CHANNELS) * oh * ow * sizeof *acc);
+    float *out = malloc((long)L(OUT_CHANNELS) * oh * ow * sizeof *out);
+    wp_lut_conv2d(codes, h, w, L(IN_CHANNELS), L(OUT_CHANNELS), L(KERNEL_H), L(KERNEL_W), L(STRIDE_H), L(STRIDE_W),
+                  L(PAD_H), L(PAD_W), L(INDICES), L(LUT), WP_K, L(ACT_BITS), L(ACT_SIGNED), WP_SIGNED_SPLIT, acc);
+    wp_requantize(acc, L(OUT_CHANNELS), (long)oh * ow, L(SCALE), L(POOL_SCALE), L(POOL_SCALES), L(BIAS), out);
+    for (long i = 0; i < (long)L(OUT_CHANNELS) * oh * ow; i++)
+        printf("%.9g\n", out[i]);
+    return 0;
+}}
+"""
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="no C compiler (gcc)")
+@pytest.mark.parametrize("mode", ["layer", "channel"])
+def test_c_requantization_with_pool_scales_equals_the_lut_layer(mode, bn_free, digits_h5, tmp_path):
+    """acc · scale · pool_scale[o] + bias[o] in C, bit for bit the float32 output of the LUT layer the
+    artifact rebuilds (input: the codes times the activation step, which the layer quantizes back)."""
+    ckpt = scaled_checkpoint(digits_h5, tmp_path / "s.pt", mode)
+    m, stem = run_export(digits_h5, ckpt, "cnn_nobn", tmp_path, calibration_images=64)
+    entry = m["layers"][-1]
+    assert not entry["act_signed"]  # after a ReLU
+    codes = torch.randint(0, 1 << 8, (entry["in_channels"], 5, 6), generator=torch.Generator().manual_seed(2))
+    prefix = "WP_" + entry["ident"].upper()
+    (tmp_path / "main.c").write_text(C_REQUANT.format(header=f"{stem}.h", prefix=prefix))
+    np.savetxt(tmp_path / "codes.txt", codes.reshape(-1).numpy(), fmt="%d")
+    exe = tmp_path / "requant"
+    cc = subprocess.run(["gcc", "-std=c99", "-O1", "-Wall", "-Wno-unused-const-variable", "-Wno-unused-function",
+                         f"-I{stem.parent}", f"-I{export.C_SOURCE.parent}", str(tmp_path / "main.c"), "-o", str(exe)],
+                        capture_output=True, text=True)
+    assert cc.returncode == 0 and not cc.stderr, cc.stderr[-3000:]
+    r = subprocess.run([str(exe), str(tmp_path / "codes.txt"), "5", "6"], capture_output=True, text=True)
+    assert r.returncode == 0, r.returncode
+    got = torch.tensor(np.array([np.float32(v) for v in r.stdout.split()]))
+    layer = export.load(f"{stem}.npz", f"{stem}.json").get_submodule(entry["name"])
+    x = (codes.double() * entry["act_step"]).float()[None]
+    with torch.no_grad():
+        expected = layer(x).reshape(-1)
+    assert torch.equal(got, expected) and expected.abs().max() > 0
+    # a requantization scale that is no float32 goes into the header with all its double digits
+    assert float(np.float32(entry["scale"])) != entry["scale"] and f"{entry['scale']:.17g}" in stem.with_suffix(".h").read_text()

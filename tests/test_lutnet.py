@@ -94,3 +94,50 @@ def test_pooled_linear_runs_from_the_table():
     x = torch.rand(3, 16, dtype=torch.float64)
     layer = lutnet.LUTLayer(fc, indices, lut.build_table(centers), 1.0, 8, 1.0, False)
     torch.testing.assert_close(layer(x), fc(quant.fake_quant(x, 8, 1.0, False)), rtol=1e-9, atol=1e-9)
+
+
+def scaled_pooled_model(network, mode, seed=0, k=16):
+    """conftest's pooled_model with every pooled layer's weights multiplied by its pool scales (one per
+    layer or per output channel, spread over 0.5..4): a checkpoint of a scaled pool."""
+    m, centers, idx = pooled_model(network, seed, k)
+    g = torch.Generator().manual_seed(seed + 1)
+    scales = {}
+    for name, ix in idx.items():
+        layer = m.get_submodule(name)
+        n = 1 if mode == "layer" else layer.weight.shape[0]
+        scales[name] = (0.5 + 3.5 * torch.rand(n, generator=g, dtype=torch.float64))
+        layer.weight.data.copy_(pool.deployed_weight(centers, ix, layer.weight.shape, scales[name]))
+    return m, centers, idx, scales
+
+
+@pytest.mark.parametrize("network", ["tinyconv", "resnet_mlperf"])
+@pytest.mark.parametrize("mode", ["layer", "channel"])
+def test_exact_table_network_with_pool_scales_equals_quantized_activation_network(network, mode):
+    """The pool scale folds into the requantization: LUT execution with scales = float convs of the
+    quantized activations with the scaled pool weights (float64: equal to roundoff); without the
+    scales the LUT network is a different one."""
+    m, centers, idx, scales = scaled_pooled_model(network, mode)
+    lutnet.check_indices(m, centers, idx, scales)
+    with pytest.raises(WPError, match="not the scaled pool vectors"):
+        lutnet.check_indices(m, centers, idx, {n: s * 1.001 for n, s in scales.items()})
+    with pytest.raises(WPError, match="not the pool vectors"):
+        lutnet.check_indices(m, centers, idx)
+    x = torch.rand(4, 1, 12, 12, dtype=torch.float64)
+    ranges = lutnet.calibrate(m, list(idx), [x])
+    ref = lutnet.convert(copy.deepcopy(m), centers, idx, ranges, 6, None, use_table=False)
+    lut_net = lutnet.convert(copy.deepcopy(m), centers, idx, ranges, 6, None, scales=scales)
+    unscaled = lutnet.convert(copy.deepcopy(m), centers, idx, ranges, 6, None)
+    with torch.no_grad():
+        torch.testing.assert_close(lut_net(x), ref(x), rtol=1e-9, atol=1e-9)
+        for name in idx:  # each LUT layer's output is its unscaled output times its scales
+            layer, plain = lut_net.get_submodule(name), unscaled.get_submodule(name)
+            xin = torch.rand(2, layer.weight_shape[1], 5, 5, dtype=torch.float64)
+            bias = 0 if layer.bias is None else layer.bias.view(1, -1, 1, 1)
+            torch.testing.assert_close(layer(xin) - bias, (plain(xin) - bias) * scales[name].view(1, -1, 1, 1))
+
+
+def test_a_scale_of_the_wrong_size_is_refused():
+    conv = nn.Conv2d(16, 6, 3).double()
+    with pytest.raises(WPError, match="a pool scale of 4 values does not fit a layer of 6 outputs"):
+        lutnet.LUTLayer(conv, torch.zeros(6 * 9 * 2, dtype=torch.long), lut.build_table(torch.randn(4, 8)), 1.0, 8, 1.0,
+                        False, scale=torch.ones(4))

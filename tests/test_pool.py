@@ -146,3 +146,80 @@ def test_projection_stays_fp32_under_bf16_autocast():
         model(torch.randn(2, 3, 6, 6))
     for w, latent in zip(weights, latents):
         assert w.dtype == torch.float32 and torch.equal(w, pool.project(latent, p)[0])
+
+
+# ---- pool scale (pool_scale: a fitted scale per layer or per output channel) ----
+
+@pytest.mark.parametrize("mode", ["layer", "channel"])
+def test_scaled_projection_is_the_least_squares_scale_times_the_pool_vectors(mode):
+    """Each layer's (channel's) scale minimises |W - s·P|² for the cosine-nearest pool vectors P:
+    checked against torch.linalg.lstsq per group, and the forward pass returns exactly s·P."""
+    model, p, layers = _pooled_net(5)
+    latents = {n: dict(model.named_modules())[n].weight.detach().clone() for n in layers}
+    pool.attach(model, p, layers, mode)
+    modules = dict(model.named_modules())
+    fitted = pool.scales(model, p, layers, mode)
+    for name, w in zip(layers, pool.projected_weights(model)):
+        proj, idx = pool.project(latents[name], p)
+        v, pv = pool.to_vectors(latents[name]).double(), pool.to_vectors(proj).double()
+        groups = 1 if mode == "layer" else w.shape[0]
+        assert fitted[name].shape == (groups,)
+        for g, (vg, pg) in enumerate(zip(v.reshape(groups, -1, 1), pv.reshape(groups, -1, 1))):
+            s = torch.linalg.lstsq(pg, vg).solution.item()
+            assert fitted[name][g].item() == pytest.approx(s, rel=1e-5, abs=1e-7)
+        assert (fitted[name] > 0).all()  # cosine-nearest vectors point the weights' way
+        assert torch.equal(w, pool.deployed_weight(p, idx, w.shape, fitted[name]))
+        assert torch.equal(modules[name].weight, w)  # one layer alone: the same values
+
+
+def test_scaled_projection_batched_equals_per_layer_with_a_straight_through_gradient():
+    model, p, layers = _pooled_net(6)
+    x = torch.randn(4, 3, 6, 6)
+    import copy
+
+    ref = copy.deepcopy(model)
+    pool.attach(model, p, layers, "channel")
+    with torch.no_grad():  # plain parameters holding the scaled projection of each layer alone
+        mods = dict(ref.named_modules())
+        for name, w in zip(layers, pool.projected_weights(model)):
+            mods[name].weight.copy_(w)
+    ref_out = ref(x)
+    ref_out.square().sum().backward()
+    out = model(x)
+    assert torch.equal(out, ref_out)
+    out.square().sum().backward()
+    for name in layers:
+        assert torch.equal(dict(model.named_modules())[name].parametrizations.weight.original.grad, mods[name].weight.grad)
+
+
+def test_a_scaled_layer_keeps_its_magnitude_and_bake_writes_the_deployed_weights():
+    """Weights 100x the pool's: without a scale the projection loses the factor, with one it keeps it."""
+    torch.manual_seed(7)
+    p = torch.randn(16, 8)
+    fc = nn.Linear(32, 6)
+    with torch.no_grad():
+        fc.weight.copy_(100 * p[torch.randint(0, 16, (24,))].reshape(6, 32))
+    model = nn.Sequential(fc)
+    for mode, factor in (("none", 1.0), ("layer", 100.0), ("channel", 100.0)):
+        m = __import__("copy").deepcopy(model)
+        pool.attach(m, p, ["0"], mode)
+        w = pool.projected_weights(m)[0]
+        torch.testing.assert_close(w, fc.weight.detach() * factor / 100)
+        idx, sc = pool.indices(m, p, ["0"]), pool.scales(m, p, ["0"], mode)
+        pool.detach(m)
+        pool.bake(m, p, idx, sc)
+        assert torch.equal(m[0].weight, w.detach()) and (sc is None) == (mode == "none")
+
+
+def test_normalised_vectors_have_unit_rms_norm_per_group():
+    torch.manual_seed(8)
+    v = torch.randn(6, 4, 8) * torch.tensor([1.0, 5.0, 0.01, 0.0, 2.0, 3.0]).view(6, 1, 1)
+    n = pool.normalise(v.reshape(-1, 8), 6).reshape(6, 4, 8)
+    rms = n.square().sum(2).mean(1).sqrt()
+    torch.testing.assert_close(rms, torch.tensor([1.0, 1, 1, 0, 1, 1]))
+    assert torch.allclose(torch.nn.functional.cosine_similarity(n[0], v[0], dim=1), torch.ones(4))
+    model = nn.Sequential(nn.Linear(16, 4), nn.Linear(4 * 2, 2))
+    vec, counts = pool.model_vectors(model, ["0"], "channel")
+    assert counts == [8] and torch.allclose(vec.reshape(4, 2, 8).square().sum(2).mean(1), torch.ones(4))
+    with pytest.raises(pool.WPError, match="unknown pool scale 'rows'"):
+        pool.model_vectors(model, ["0"], "rows")

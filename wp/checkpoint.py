@@ -4,7 +4,10 @@ Keys: ``format`` ("wp-checkpoint/1"), ``kind`` ("float" or "pooled"), ``network`
 ``model_args`` (in_channels, num_classes, image_size), ``state_dict`` (plain parameter names; for a
 pooled model the *projected* weights), and for pooled models ``pool`` (K x 8), ``pooled_layers``
 and ``indices`` (per layer, one pool index per z-vector); ``wp_train``'s also ``latent`` (per pooled
-layer, the latent, unprojected weight retraining ended with: where ``act_train`` starts).
+layer, the latent, unprojected weight retraining ended with: where ``act_train`` starts); with a pool
+scale (:mod:`wp.pool`) also ``pool_scale`` ("layer" or "channel") and ``scales`` (per layer, its 1 or
+out-channels scales; the weights are then the scaled pool vectors). A pooled checkpoint without
+``pool_scale`` has no scale.
 """
 
 from __future__ import annotations
@@ -27,6 +30,17 @@ def save(path: str | Path, model: nn.Module, *, network: str, dataset: str, mode
                "model_args": dict(model_args), "state_dict": state, **extra}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
+
+
+def scale_entries(pool_scale: str, scales: dict | None) -> dict:
+    """The checkpoint keys of a pool scale: none for "none" (checkpoints stay as they were), else
+    ``pool_scale`` and ``scales``."""
+    return {} if pool_scale == "none" else {"pool_scale": pool_scale, "scales": scales}
+
+
+def pool_scale(ckpt: dict) -> tuple[str, dict | None]:
+    """``(pool_scale, scales)`` of a pooled checkpoint (``("none", None)`` without a scale)."""
+    return ckpt.get("pool_scale", "none"), ckpt.get("scales")
 
 
 def load(path: str | Path, *, network: str | None = None, kind: str | None = None) -> dict:

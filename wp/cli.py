@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--layer-selection", default="{}",
                     help="JSON pooled-layer selection (config key pooled_layers.<network>): include, exclude, "
                          "include_kinds, exclude_kinds, pool_fc")
+    sp.add_argument("--pool-scale", default="none", choices=["none", "layer", "channel"],
+                    help="a fitted scale per pooled layer or output channel (k-means on normalised z-vectors)")
     sp.add_argument("--out", required=True, help="pool .h5")
     common(sp)
 
@@ -243,7 +245,7 @@ def dispatch(args: argparse.Namespace) -> None:
         from wp.stages import cluster
 
         cluster.run(args.checkpoint, args.network, args.k, args.out, seed=args.seed, backend=args.backend, init=args.init,
-                    max_iter=args.max_iter, tol=args.tol, pool_fc=args.pool_fc,
+                    max_iter=args.max_iter, tol=args.tol, pool_fc=args.pool_fc, scale=args.pool_scale,
                     selection=_json_object(args.layer_selection, "--layer-selection"), device=args.device)
     elif cmd == "wp_train":
         from wp.stages import wp_train

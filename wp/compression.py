@@ -15,7 +15,9 @@ footprint is priced against fp32 and against int8 weights:
 The weight pool (:func:`weight_pool`): each pooled layer stores one index per z-vector of 8 weights,
 ``ceil(log2 K)`` bits bit-packed or 8 bits byte-aligned; the network stores one table of ``256·K``
 entries of ``lut_bits``; every other weight and every bias stays at the base precision. The pool
-vectors themselves are not stored (the table replaces them).
+vectors themselves are not stored (the table replaces them). With a pool scale (``pool_scale``, not in
+the paper) each pooled layer also stores its scales (one, or one per output channel) as 32-bit floats,
+the multipliers of its requantization.
 """
 
 from __future__ import annotations
@@ -125,12 +127,16 @@ def index_bits(k: int) -> int:
     return max(1, math.ceil(math.log2(k)))
 
 
+SCALE_BITS = 32  # a pool scale: one float32 multiplier of the layer's requantization
+
+
 def weight_pool(model: nn.Module, pooled_layers: list[str], k: int, lut_bits: int = 8,
-                packed: bool = True, tables: int = 1) -> Footprint:
+                packed: bool = True, tables: int = 1, scales: dict[str, int] | None = None) -> Footprint:
     """The weight-pool network: an index per z-vector of every pooled layer (bit-packed
     ``ceil(log2 k)`` bits, or one byte with ``packed=False``), one shared ``256·k``-entry table of
     ``lut_bits`` entries (``tables`` of them where layers quantize it with different ranges, as
-    :mod:`wp.lutnet` does), everything else at base precision."""
+    :mod:`wp.lutnet` does), everything else at base precision. ``scales``: per pooled layer how many
+    pool scales it stores (``SCALE_BITS`` each); None for a pool without scale."""
     layers = weight_layers(model)
     bits = index_bits(k) if packed else 8
     encoded = {}
@@ -139,4 +145,6 @@ def weight_pool(model: nn.Module, pooled_layers: list[str], k: int, lut_bits: in
         if n % VECTOR:
             raise ValueError(f"layer {name} has {n} weights, not a multiple of {VECTOR}")
         encoded[name] = [Part(name, "index", n // VECTOR, bits)]
+        if scales is not None:
+            encoded[name].append(Part(name, "scale", int(scales[name]), SCALE_BITS))
     return footprint(model, f"wp{k}", encoded, [Part("", "lut", PATTERNS * k, lut_bits) for _ in range(tables)])

@@ -16,7 +16,10 @@ network, so nothing is recomputed differently):
 
 A pooled layer's output is ``scale · acc + bias`` with ``acc = Σ_(taps, groups) Σ_b w_b · lut[s_b, idx]``
 (integers; ``w_b = 2^b``, the top bit plane of a signed code subtracted) and ``scale = act_step ·
-lut_step`` (:func:`wp.lut.lut_conv2d`; ``wp/export_c/lut_layer.c`` is the same in C).
+lut_step`` (:func:`wp.lut.lut_conv2d`; ``wp/export_c/lut_layer.c`` is the same in C). With a pool scale
+(``pool_scale`` "layer" or "channel", :mod:`wp.pool`) the layer also has ``<layer>_pool_scale`` (float32, 1
+or out-channels values) and its output is ``float(acc · scale · pool_scale[o]) + bias[o]``
+(``wp_requantize`` in the C file; the same operations in the same precision as :class:`wp.lutnet.LUTLayer`).
 
 :func:`load` rebuilds the deployed network from the two files and the architecture of the registry
 (:func:`wp.models.create`); its outputs equal those of the network lutnet builds from the checkpoint.
@@ -124,6 +127,9 @@ def _layer_entry(name: str, layer: lutnet.LUTLayer, arrays: dict, roles: dict, k
         "act_bits": layer.bits, "act_range": layer.rng, "act_signed": layer.signed, "act_step": act_step,
         "act_shift": power_of_two_exponent(act_step), "scale": act_step * layer.table_step,
         "bias": c_identifier(f"{name}.bias") if layer.bias is not None else None,
+        "pool_scale": None if layer.scale is None else _array_entry(
+            arrays, roles, f"{ident}_pool_scale", layer.scale.detach().cpu().to(torch.float32).numpy(), "scale"),
+        "pool_scales": 0 if layer.scale is None else int(layer.scale.numel()),
         "storage_bytes": {"indices": int(arrays[byte_idx].nbytes), "indices_packed": int(arrays[packed].nbytes),
                           "indices_packed_bits": n * index_bits},
     }
@@ -168,9 +174,11 @@ def from_lutnet(model: nn.Module, ckpt: dict, *, act_bits: int, lut_bits: int, l
         arr = _array_entry(arrays, roles, c_identifier(sd_name), value.detach().cpu().to(torch.float32).numpy(), "param")
         params.append({"name": sd_name, "array": arr})
     net = models.create(ckpt["network"], **ckpt["model_args"])
+    scale_counts = {e["name"]: e["pool_scales"] for e in layers} if any(e["pool_scale"] for e in layers) else None
     manifest = {
         "format": FORMAT, "network": ckpt["network"], "dataset": ckpt["dataset"], "model_args": dict(ckpt["model_args"]),
         "k": k, "act_bits": act_bits, "lut_bits": lut_bits, "lut_mode": lut_mode, "signed_mode": signed_mode,
+        "pool_scale": ckpt.get("pool_scale", "none"),
         "index_bits": index_bits, "index_dtype": index_dtype(k).name, "lut_dtype": ldt.name,
         "retrained": ckpt.get("act_bits") is not None,
         "layers": layers,
@@ -178,27 +186,28 @@ def from_lutnet(model: nn.Module, ckpt: dict, *, act_bits: int, lut_bits: int, l
         "params": params, "omitted": omitted,
         "arrays": {n: {"shape": list(a.shape), "dtype": a.dtype.name, "bytes": int(a.nbytes), "role": roles[n]}
                    for n, a in arrays.items()},
-        "storage": storage(net, pooled, k, lut_bits, len(luts), arrays, roles),
+        "storage": storage(net, pooled, k, lut_bits, len(luts), arrays, roles, scale_counts),
     }
     _check_c_names(manifest)
     return arrays, manifest
 
 
 def storage(model: nn.Module, pooled: list[str], k: int, lut_bits: int, tables: int, arrays: dict,
-            roles: dict) -> dict:
+            roles: dict, scales: dict[str, int] | None = None) -> dict:
     """What the artifact stores, priced by :mod:`wp.compression` (Table 3's calculator): the indices
     bit-packed, ``tables`` tables of ``256·K`` ``lut_bits`` entries, every other weight and bias at the base
     precision. With one table this is :func:`wp.compression.weight_pool` exactly (``table3``); lutnet
     quantizes the table per layer (its range is the layer's), so identical tables are stored once and
-    the others add ``256·K·lut_bits`` bits each. ``file_bytes``: the arrays as written (float32 params,
-    byte and packed indices)."""
-    table3 = compression.weight_pool(model, pooled, k, lut_bits, packed=True)
-    fp = compression.weight_pool(model, pooled, k, lut_bits, packed=True, tables=tables)
+    the others add ``256·K·lut_bits`` bits each. ``scales``: per layer its pool scales (stored as float32,
+    priced so by Table 3 too). ``file_bytes``: the arrays as written (float32 params, byte and packed indices)."""
+    table3 = compression.weight_pool(model, pooled, k, lut_bits, packed=True, scales=scales)
+    fp = compression.weight_pool(model, pooled, k, lut_bits, packed=True, tables=tables, scales=scales)
 
     def numbers(f: compression.Footprint) -> dict:
         return {"params": f.params, "bits_int8": f.bits("int8"), "bytes_int8": f.bytes("int8"),
                 "bytes_fp32": f.bytes("fp32"), "ratio_int8": f.ratio("int8"), "ratio_fp32": f.ratio("fp32"),
                 "index_bytes_packed": f.bits_of("index") / 8, "lut_bytes": f.bits_of("lut") / 8,
+                "scale_bytes": f.bits_of("scale") / 8,
                 "unpooled_bytes_int8": (f.bits_of("weights") + f.bits_of("bias")) / 8}
 
     by_role: dict[str, int] = {}
@@ -230,6 +239,9 @@ def _layer_macros(entry: dict) -> dict[str, str]:
         out[f"{p}_ACT_SHIFT"] = f"({entry['act_shift']})"
     if entry["bias"] is not None:
         out[f"{p}_BIAS"] = entry["bias"]
+    if entry.get("pool_scale") is not None:
+        out[f"{p}_POOL_SCALE"] = entry["pool_scale"]
+        out[f"{p}_POOL_SCALES"] = entry["pool_scales"]
     return {k: str(v) for k, v in out.items()}
 
 
@@ -265,10 +277,11 @@ def _c_float(v: float) -> str:
     v = float(v)
     if not math.isfinite(v):
         raise WPError(f"a non-finite value ({v}) cannot go into the C header: the checkpoint is broken, rerun its stage")
-    text = f"{v:.9g}" if np.float32(v) == v else f"{v:.17g}"  # 9 digits give a float32 back exactly
+    is_float32 = float(np.float32(v)) == v  # (np.float32(v) == v compares in float32 under NumPy 2: always true)
+    text = f"{v:.9g}" if is_float32 else f"{v:.17g}"  # 9 digits give a float32 back exactly
     if not any(c in text for c in ".e"):
         text += ".0"  # 1 -> 1.0: a C floating literal needs a point or an exponent
-    return text + "f" if np.float32(v) == v else text
+    return text + "f" if is_float32 else text
 
 
 def _c_values(a: np.ndarray, per_line: int = 12) -> str:
@@ -371,7 +384,8 @@ def load(npz_path: str | Path, manifest_path: str | Path, device: str | torch.de
         if not np.array_equal(packed, idx.numpy()):
             raise WPError(f"layer {name}: the packed indices differ from the byte indices: export it again")
         table = torch.from_numpy(arrays[entry["lut"]].astype(np.int64))
+        scale = None if entry.get("pool_scale") is None else torch.from_numpy(arrays[entry["pool_scale"]])
         new = lutnet.LUTLayer(layer, idx, table, entry["lut_step"], entry["act_bits"], entry["act_range"],
-                              entry["act_signed"], manifest["signed_mode"])
+                              entry["act_signed"], manifest["signed_mode"], scale)
         lutnet.replace_module(model, name, new)
     return model.to(device, memory_format=torch.channels_last).eval()

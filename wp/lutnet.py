@@ -8,7 +8,8 @@ z-vector), :func:`convert` replaces every pooled layer by a module that
 2. runs the layer from the codes, the layer's pool indices and the network's table
    ``T[s, k] = Σ_j bit_j(s)·pool[k, j]`` (:func:`wp.lut.lut_conv2d`), with ``T`` quantized to
    ``lut_bits`` integer codes (range calibrated per layer: ``max |T|`` over the columns the layer uses),
-3. scales the integer result by ``Δ_act · Δ_lut`` and adds the bias.
+3. scales the integer result by ``Δ_act · Δ_lut`` (times the layer's pool scale ``s``, one per layer or
+   per output channel, where the pool has one: :mod:`wp.pool`) and adds the bias.
 
 With ``lut_bits=None`` there is no table: the quantized activations are multiplied with the projected
 weights in float (the "no LUT" column of Table 5, and Table 6 without a table). Everything else of the
@@ -28,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from wp import WPError, lut, quant
-from wp.pool import to_vectors
+from wp.pool import deployed_weight, to_vectors
 
 
 def calibrate(model: nn.Module, layers: list[str], batches: Iterable, device=None, *, method: str = "max",
@@ -54,10 +55,12 @@ class LUTLayer(nn.Module):
     """A pooled ``Conv2d`` or ``Linear`` executed bit-serially from a lookup table.
 
     Holds the layer's pool indices, the (quantized) table as integer codes or floats, its step, the
-    activation quantizer and the conv geometry; the weights themselves are not used."""
+    activation quantizer, the conv geometry and the pool scale (``scale``: 1 or out-channels values, or
+    None); the weights themselves are not used. Output: ``acc · (Δ_act · Δ_lut) · scale + bias``,
+    computed in float64 and then cast to the input's dtype."""
 
     def __init__(self, layer: nn.Module, indices: torch.Tensor, table: torch.Tensor, table_step: float,
-                 bits: int, rng: float, signed: bool, signed_mode: str = "twos"):
+                 bits: int, rng: float, signed: bool, signed_mode: str = "twos", scale: torch.Tensor | None = None):
         super().__init__()
         self.is_linear = isinstance(layer, nn.Linear)
         if self.is_linear:
@@ -71,6 +74,10 @@ class LUTLayer(nn.Module):
         self.register_buffer("indices", indices.detach().to(torch.int64).reshape(-1).clone())
         self.register_buffer("table", table.detach().clone())
         self.register_buffer("bias", None if layer.bias is None else layer.bias.detach().clone())
+        if scale is not None and scale.numel() not in (1, self.weight_shape[0]):
+            raise WPError(f"a pool scale of {scale.numel()} values does not fit a layer of {self.weight_shape[0]} outputs: "
+                          f"the checkpoint's scales come from another network; rerun wp_train")
+        self.register_buffer("scale", None if scale is None else scale.detach().reshape(-1).clone())
         self.table_step, self.bits, self.rng, self.signed = float(table_step), bits, float(rng), bool(signed)
         self.signed_mode = signed_mode
 
@@ -80,7 +87,10 @@ class LUTLayer(nn.Module):
             codes = codes[:, :, None, None]
         out = lut.lut_conv2d(codes, self.indices, self.table, self.weight_shape, self.stride, self.padding,
                              self.bits, self.signed, self.signed_mode)
-        out = (out.to(torch.float64) * (step * self.table_step)).to(x.dtype)
+        out = out.to(torch.float64) * (step * self.table_step)
+        if self.scale is not None:
+            out = out * self.scale.to(torch.float64).view(1, -1, 1, 1)
+        out = out.to(x.dtype)
         if self.is_linear:
             out = out[:, :, 0, 0]
         if self.bias is not None:
@@ -101,23 +111,31 @@ def layer_table(table: torch.Tensor, indices: torch.Tensor, lut_bits: int | None
     return quant.table_codes(table, lut_bits, r, mode)
 
 
-def check_indices(model: nn.Module, pool: torch.Tensor, indices: dict[str, torch.Tensor]) -> None:
-    """The pooled layers' weights must be exactly their pool vectors (a pooled checkpoint)."""
+def check_indices(model: nn.Module, pool: torch.Tensor, indices: dict[str, torch.Tensor],
+                  scales: dict[str, torch.Tensor] | None = None) -> None:
+    """The pooled layers' weights must be exactly their pool vectors (times their pool scales, where
+    ``scales`` gives them): a pooled checkpoint."""
     modules = dict(model.named_modules())
     for name, idx in indices.items():
-        w = to_vectors(modules[name].weight.detach().float().cpu())
-        if w.shape[0] != idx.numel() or not torch.equal(w, pool.float().cpu()[idx.long().reshape(-1)]):
-            raise WPError(f"layer {name}: weights are not the pool vectors of its indices: "
+        weight = modules[name].weight.detach().cpu()
+        w = to_vectors(weight.float())
+        s = None if scales is None else scales[name].cpu()
+        if (w.shape[0] != idx.numel() or (s is not None and w.shape[0] % s.numel())
+                or not torch.equal(w, to_vectors(deployed_weight(pool.to(weight.dtype).cpu(), idx, weight.shape,
+                                                                 None if s is None else s.to(weight.dtype))).float())):
+            raise WPError(f"layer {name}: weights are not the {'scaled ' if s is not None else ''}pool vectors of its indices: "
                           f"the checkpoint is not a weight-pool checkpoint of this pool; rerun wp_train")
 
 
 def convert(model: nn.Module, pool: torch.Tensor, indices: dict[str, torch.Tensor],
             ranges: dict[str, tuple[float, bool]], act_bits: int, lut_bits: int | None, *,
-            lut_mode: str = "strict", signed_mode: str = "twos", use_table: bool = True) -> nn.Module:
+            lut_mode: str = "strict", signed_mode: str = "twos", use_table: bool = True,
+            scales: dict[str, torch.Tensor] | None = None) -> nn.Module:
     """Replace (in place) every pooled layer named in ``indices`` by its deployed version and return the
     model: a :class:`LUTLayer` when ``use_table`` (its table quantized to ``lut_bits``, or the exact float
     table when None), else a :class:`QuantizedInput` (activations quantized, float weights; ``lut_bits``
-    must then be None). ``ranges``: per layer ``(A, signed)`` from :func:`calibrate`."""
+    must then be None). ``ranges``: per layer ``(A, signed)`` from :func:`calibrate`; ``scales``: per
+    layer its pool scales (a checkpoint's ``scales``), None for a pool without scale."""
     if not use_table and lut_bits is not None:
         raise WPError("lut_bits needs the table: quantized table entries exist only in LUT execution")
     missing = sorted(set(indices) - set(ranges))
@@ -133,7 +151,8 @@ def convert(model: nn.Module, pool: torch.Tensor, indices: dict[str, torch.Tenso
         rng, signed = ranges[name]
         if use_table:
             t, step = layer_table(table, idx.to(device), lut_bits, lut_mode)
-            new = LUTLayer(layer, idx.to(device), t, step, act_bits, rng, signed, signed_mode)
+            s = None if scales is None else scales[name].to(device)
+            new = LUTLayer(layer, idx.to(device), t, step, act_bits, rng, signed, signed_mode, s)
         else:
             new = QuantizedInput(layer, act_bits, rng, signed)
         replace_module(model, name, new)

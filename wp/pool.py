@@ -16,6 +16,16 @@ product and one argmax (:func:`project_layers`); each layer's parametrization th
 of that result, and a forward hook drops it afterwards. Reading ``layer.weight`` outside the model's
 forward (or calling a layer on its own) projects that layer alone: same values, same gradients.
 The projection always runs in fp32, also under autocast (bf16 cosines would pick wrong neighbours).
+
+Pool scale (``pool_scale``, not in the paper): with ``"layer"`` or ``"channel"`` each pooled layer also
+has one scale (``"layer"``) or one per output channel (``"channel"``), and its projected weight is
+``s · p`` instead of ``p``. The scale is computed, not learned: in every forward pass it is the
+least-squares fit of the scaled pool vectors to the latent weights, ``s = Σ <w_i, p_i> / Σ |p_i|²``
+over the layer's (or the channel's) z-vectors (0 where every ``p_i`` is zero); the gradient still flows
+straight through to the latent weights. The assignment stays the cosine one (a positive scale does not
+change it). The k-means that builds such a pool normalises each layer's (channel's) z-vectors to unit
+RMS norm first (:func:`normalise`), so that the pool holds shapes and the scale holds each layer's
+magnitude. At deployment the scale folds into the requantization (``acc · Δ_act · Δ_lut · s + bias``).
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from torch.nn.utils import parametrize
 from wp import WPError
 
 VECTOR = 8  # z-vector length
+SCALES = ("none", "layer", "channel")  # pool_scale: no scale (the paper), one per layer, one per output channel
 
 
 def is_poolable(module: nn.Module, pool_fc: bool = False) -> bool:
@@ -129,6 +140,45 @@ def from_vectors(vectors: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return vectors.reshape(out_c, kh, kw, in_c).permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
 
 
+def check_scale(mode: str) -> str:
+    if mode not in SCALES:
+        raise WPError(f"unknown pool scale {mode!r}: use one of {', '.join(SCALES)}")
+    return mode
+
+
+def scale_groups(module: nn.Module, mode: str) -> int | None:
+    """How many scales a pooled layer has: None (``"none"``), 1 (``"layer"``) or its output channels
+    (``"channel"``). The layer's z-vectors (order o, y, x, g) split into that many equal, contiguous groups."""
+    if check_scale(mode) == "none":
+        return None
+    if mode == "layer":
+        return 1
+    return module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
+
+
+def fit_scale(vectors: torch.Tensor, projected: torch.Tensor, groups: int) -> torch.Tensor:
+    """Per group of consecutive z-vectors, the least-squares scale ``s`` of ``s · projected`` to
+    ``vectors``: ``Σ <v_i, p_i> / Σ |p_i|²`` (0 where the group's ``p_i`` are all zero). ``(groups,)``."""
+    dots = (vectors * projected).sum(1).reshape(groups, -1).sum(1)
+    norms = (projected * projected).sum(1).reshape(groups, -1).sum(1)
+    return torch.where(norms > 0, dots / norms.clamp(min=torch.finfo(norms.dtype).tiny), torch.zeros_like(dots))
+
+
+def scaled(projected: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
+    """``projected`` (n, 8) with each of ``scale.numel()`` equal groups of rows multiplied by its scale."""
+    if scale is None:
+        return projected
+    return (projected.reshape(scale.numel(), -1, VECTOR) * scale.to(projected.dtype).reshape(-1, 1, 1)).reshape(-1, VECTOR)
+
+
+def normalise(vectors: torch.Tensor, groups: int) -> torch.Tensor:
+    """``vectors`` with each of ``groups`` equal, consecutive groups divided by its RMS vector norm
+    (groups of zeros left as they are): what k-means clusters for a scaled pool."""
+    v = vectors.reshape(groups, -1, VECTOR)
+    rms = v.square().sum(2).mean(1).sqrt()
+    return (v / torch.where(rms > 0, rms, torch.ones_like(rms)).reshape(-1, 1, 1)).reshape(-1, VECTOR)
+
+
 def nearest(vectors: torch.Tensor, pool_unit: torch.Tensor) -> torch.Tensor:
     """Index of the highest cosine similarity to each vector among the unit-length ``pool_unit``
     rows (first on ties): one matrix product and one argmax."""
@@ -147,28 +197,37 @@ def project(weight: torch.Tensor, pool: torch.Tensor) -> tuple[torch.Tensor, tor
 
 
 class _StraightThrough(torch.autograd.Function):
-    """Forward: each z-vector replaced by its nearest pool vector, exactly. Backward: the gradient
+    """Forward: each z-vector replaced by its nearest pool vector, exactly (times its layer's or
+    channel's fitted scale where ``groups`` gives the layers' scale groups). Backward: the gradient
     passes to the latent vectors unchanged."""
 
     @staticmethod
-    def forward(ctx, vectors: torch.Tensor, pool: torch.Tensor, pool_unit: torch.Tensor) -> torch.Tensor:
-        return pool[nearest(vectors, pool_unit)]
+    def forward(ctx, vectors: torch.Tensor, pool: torch.Tensor, pool_unit: torch.Tensor, sizes=None,
+                groups=None) -> torch.Tensor:
+        projected = pool[nearest(vectors, pool_unit)]
+        if groups is None or all(g is None for g in groups):
+            return projected
+        parts = zip(vectors.split(sizes), projected.split(sizes), groups)
+        return torch.cat([p if g is None else scaled(p, fit_scale(v, p, g)) for v, p, g in parts])
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        return grad, None, None
+        return grad, None, None, None, None
 
 
-def project_layers(latents: list[torch.Tensor], pool: torch.Tensor, pool_unit: torch.Tensor) -> list[torch.Tensor]:
+def project_layers(latents: list[torch.Tensor], pool: torch.Tensor, pool_unit: torch.Tensor,
+                   groups: list[int | None] | None = None) -> list[torch.Tensor]:
     """The projected weight of each latent weight, all layers in one matrix product + argmax, with a
     straight-through gradient to every latent weight. The z-vectors are concatenated (a view per
     channels_last conv weight), projected together and split back; concatenation, split and reshapes
-    only move numbers, so values and gradients equal projecting each layer alone. Runs in fp32 even
-    inside an autocast region."""
+    only move numbers, so values and gradients equal projecting each layer alone. ``groups``: per
+    layer its number of scales (:func:`scale_groups`; None: no scale). Runs in fp32 even inside an
+    autocast region."""
     with torch.autocast(pool.device.type, enabled=False):
         vectors = torch.cat([to_vectors(w) for w in latents])
-        projected = _StraightThrough.apply(vectors, pool, pool_unit)
-        parts = projected.split([w.numel() // VECTOR for w in latents])
+        sizes = [w.numel() // VECTOR for w in latents]
+        projected = _StraightThrough.apply(vectors, pool, pool_unit, sizes, None if groups is None else tuple(groups))
+        parts = projected.split(sizes)
         return [from_vectors(part, w.shape) for part, w in zip(parts, latents)]
 
 
@@ -177,16 +236,17 @@ class PoolProjection(nn.Module):
     with a straight-through gradient to the latent weight. Inside the model's forward it returns the
     projection the model's pre-hook computed for all pooled layers at once (``batched``)."""
 
-    def __init__(self, pool: torch.Tensor):
+    def __init__(self, pool: torch.Tensor, groups: int | None = None):
         super().__init__()
         self.register_buffer("pool", pool.detach().clone(), persistent=False)
         self.register_buffer("pool_unit", F.normalize(self.pool, dim=1), persistent=False)
+        self.groups = groups
         self.batched: torch.Tensor | None = None
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         if self.batched is not None:
             return self.batched
-        return project_layers([latent], self.pool, self.pool_unit)[0]
+        return project_layers([latent], self.pool, self.pool_unit, [self.groups])[0]
 
 
 class _BatchedProjection:
@@ -200,7 +260,8 @@ class _BatchedProjection:
     def weights(self) -> list[torch.Tensor]:
         first = self.layers[0].parametrizations.weight[0]
         latents = [m.parametrizations.weight.original for m in self.layers]
-        return project_layers(latents, first.pool, first.pool_unit)
+        groups = [m.parametrizations.weight[0].groups for m in self.layers]
+        return project_layers(latents, first.pool, first.pool_unit, groups)
 
     def fill(self, module: nn.Module, args: tuple) -> None:
         for layer, weight in zip(self.layers, self.weights()):
@@ -211,11 +272,16 @@ class _BatchedProjection:
             layer.parametrizations.weight[0].batched = None
 
 
-def model_vectors(model: nn.Module, layers: list[str]) -> tuple[torch.Tensor, list[int]]:
-    """All z-vectors of ``layers`` concatenated in the given order, and the vector count per layer."""
+def model_vectors(model: nn.Module, layers: list[str], scale: str = "none") -> tuple[torch.Tensor, list[int]]:
+    """All z-vectors of ``layers`` concatenated in the given order, and the vector count per layer;
+    with a pool ``scale`` each layer's (channel's) vectors normalised to unit RMS norm (:func:`normalise`)."""
     modules = dict(model.named_modules())
-    parts = [to_vectors(_latent_weight(modules[name]).detach()) for name in layers]
-    return torch.cat(parts).float(), [len(p) for p in parts]
+    parts = []
+    for name in layers:
+        v = to_vectors(_latent_weight(modules[name]).detach()).float()
+        groups = scale_groups(modules[name], scale)
+        parts.append(v if groups is None else normalise(v, groups))
+    return torch.cat(parts), [len(p) for p in parts]
 
 
 def _latent_weight(module: nn.Module) -> torch.Tensor:
@@ -224,15 +290,17 @@ def _latent_weight(module: nn.Module) -> torch.Tensor:
     return module.weight
 
 
-def attach(model: nn.Module, pool: torch.Tensor, layers: list[str]) -> nn.Module:
+def attach(model: nn.Module, pool: torch.Tensor, layers: list[str], scale: str = "none") -> nn.Module:
     """Make ``layers`` of ``model`` use the frozen ``pool`` in every forward pass (in place): one
     parametrization per layer (the state dict keeps each latent weight as
-    ``<layer>.parametrizations.weight.original``) and the model hooks that batch their projection."""
+    ``<layer>.parametrizations.weight.original``) and the model hooks that batch their projection.
+    ``scale``: the pool scale (module docstring), fitted anew in every forward pass."""
     modules = dict(model.named_modules())
     device = next(model.parameters()).device
     pool = pool.to(device)
     for name in layers:
-        parametrize.register_parametrization(modules[name], "weight", PoolProjection(pool))
+        groups = scale_groups(modules[name], scale)
+        parametrize.register_parametrization(modules[name], "weight", PoolProjection(pool, groups))
     if layers:
         batch = _BatchedProjection([modules[name] for name in layers])
         handles = [model.register_forward_pre_hook(batch.fill),
@@ -267,3 +335,36 @@ def indices(model: nn.Module, pool: torch.Tensor, layers: list[str]) -> dict[str
         latent = _latent_weight(modules[name]).detach()
         out[name] = assign(to_vectors(latent), pool.to(latent.device)).to(torch.int16).cpu()
     return out
+
+
+def scales(model: nn.Module, pool: torch.Tensor, layers: list[str], scale: str) -> dict[str, torch.Tensor] | None:
+    """Per pooled layer its fitted scales (float32, on the CPU; 1 or one per output channel) as the
+    forward pass computes them from the latent weights, or None for ``scale="none"``."""
+    if check_scale(scale) == "none":
+        return None
+    modules = dict(model.named_modules())
+    out = {}
+    for name in layers:
+        latent = _latent_weight(modules[name]).detach().float()
+        v = to_vectors(latent).contiguous()
+        p = pool.to(v)[assign(v, pool.to(v))]
+        out[name] = fit_scale(v, p, scale_groups(modules[name], scale)).cpu()
+    return out
+
+
+def deployed_weight(pool: torch.Tensor, idx: torch.Tensor, shape, scale: torch.Tensor | None = None) -> torch.Tensor:
+    """The weight of ``shape`` whose z-vectors are the pool vectors ``idx`` times their group's ``scale``
+    (None: no scale): what a pooled checkpoint holds and what the LUT layer computes."""
+    return from_vectors(scaled(pool[idx.long().reshape(-1)], scale), torch.Size(shape))
+
+
+def bake(model: nn.Module, pool: torch.Tensor, indices: dict[str, torch.Tensor],
+         layer_scales: dict[str, torch.Tensor] | None) -> None:
+    """Set (in place) every pooled layer's plain weight to :func:`deployed_weight` of its indices and
+    scales, so that a saved checkpoint holds exactly what :func:`wp.lutnet.check_indices` expects."""
+    if layer_scales is None:
+        return
+    for name, idx in indices.items():
+        w = model.get_submodule(name).weight
+        with torch.no_grad():
+            w.copy_(deployed_weight(pool.to(w), idx.to(w.device), w.shape, layer_scales[name].to(w)))

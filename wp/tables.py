@@ -66,6 +66,7 @@ def table4(metrics: list[dict]) -> pd.DataFrame:
             for f in ("pooled_conv_vectors", "pooled_fc"):
                 if f in m:
                     fact[f] = m[f]
+            row["pool_scale"] = m.get("pool_scale", "none")  # metrics older than the option had none
         else:
             raise WPError(f"metrics of stage {m['stage']!r} do not belong in table 4: pass pretrain and wp_train metrics")
     columns = ["dataset", "network", "original"] + [f"wp{k}" for k in sorted(ks)]
@@ -76,7 +77,7 @@ def table4(metrics: list[dict]) -> pd.DataFrame:
         for k in ks:
             row[f"paper_wp{k}"] = ref.get(k)
         row["notes"] = notes(dataset, network, original=True, **facts[(dataset, network)])
-    df = pd.DataFrame(list(rows.values()), columns=columns + paper_cols + ["test_images", "notes"])
+    df = pd.DataFrame(list(rows.values()), columns=columns + paper_cols + ["test_images", "pool_scale", "notes"])
     return df.sort_values(["dataset", "network"]).reset_index(drop=True)
 
 
@@ -135,10 +136,11 @@ def table5(evals: list[dict], floats: list[dict]) -> pd.DataFrame:
         row["paper_no_lut"] = ref.get("none")
         row.update({f"paper_lut{b}": ref.get(b) for b in bits})
         row["test_images"] = ms[0]["test_images"]
+        row["pool_scale"] = ms[0].get("pool_scale", "none")
         row["notes"] = eval_notes(ms)
         rows.append(row)
     cols = ["dataset", "network", "k", "act_bits", "float", "paper_no_lut", "no_lut"] + [f"lut{b}" for b in bits] \
-        + [f"paper_lut{b}" for b in bits] + ["test_images", "notes"]
+        + [f"paper_lut{b}" for b in bits] + ["test_images", "pool_scale", "notes"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -172,11 +174,12 @@ def table6(evals: list[dict]) -> pd.DataFrame:
         row.update({f"paper_a{b}_retrained": ref.get("retrained", {}).get(b) for b in retrained_bits})
         row["paper_min_bits"] = ref.get("min_bits")
         row["test_images"] = ms[0]["test_images"]
+        row["pool_scale"] = ms[0].get("pool_scale", "none")
         row["notes"] = eval_notes(ms, extra.get(network, []))
         rows.append(row)
     cols = ["dataset", "network", "k", "lut_bits"] + [f"a{b}" for b in plain_bits] + [f"a{b}_retrained" for b in retrained_bits] \
         + ["min_bits"] + [f"paper_a{b}" for b in plain_bits] + [f"paper_a{b}_retrained" for b in retrained_bits] \
-        + ["paper_min_bits", "test_images", "notes"]
+        + ["paper_min_bits", "test_images", "pool_scale", "notes"]
     return pd.DataFrame(rows, columns=cols)
 
 

@@ -19,11 +19,12 @@ rule cluster:
         tol=config["kmeans"]["tol"],
         pool_fc="--pool-fc" if config["pool_fc"] else "",
         selection=lambda wc: json.dumps((config["pooled_layers"]).get(wc.network, {}), sort_keys=True),
+        pool_scale=config["pool_scale"],
     shell:
         "{PY} cluster --checkpoint {input.ckpt:q} --network {wildcards.network} --k {wildcards.k} "
         "--backend {params.backend} --init {params.init:q} --max-iter {params.max_iter} --tol {params.tol} "
-        "{params.pool_fc} --layer-selection {params.selection:q} --seed {params.seed} --device {DEVICE} "
-        "--threads {params.torch_threads} --out {output:q} > {log:q} 2>&1"
+        "{params.pool_fc} --layer-selection {params.selection:q} --pool-scale {params.pool_scale} --seed {params.seed} "
+        "--device {DEVICE} --threads {params.torch_threads} --out {output:q} > {log:q} 2>&1"
 
 
 rule wp_train:

@@ -10,7 +10,9 @@
  *                   WP_SIGNED_SPLIT, out);
  *
  * The float output of the layer is out * WP_CONV2_SCALE + bias (WP_CONV2_SCALE = activation step x
- * table step). A pooled Linear layer is a 1x1 convolution of a 1x1 image.
+ * table step), times the layer's pool scale where it has one (WP_CONV2_POOL_SCALE, WP_CONV2_POOL_SCALES
+ * values: 1 for the layer or one per output channel): wp_requantize. A pooled Linear layer is a 1x1
+ * convolution of a 1x1 image.
  *
  * Layouts: codes [C][H][W] integer activation codes (unsigned in [0, 2^bits), or signed in
  * [-2^(bits-1), 2^(bits-1)), read as two's complement); indices [O][KH][KW][C/8], one pool index per
@@ -95,4 +97,21 @@ static void wp_lut_conv2d(const int32_t *codes, int h, int w, int in_c, int out_
                         }
                     }
                 }
+}
+
+/* The layer's float output from its accumulators out[O][P] (P output pixels): (float)(acc * scale *
+ * pool_scale[o]) + bias[o], the product in double, then rounded to float, then the bias added in float:
+ * the same operations as wp.lutnet.LUTLayer. pool_scale: pool_scales values (1: one for the layer, or
+ * one per output channel), NULL for a pool without scale; bias NULL for a layer without one. */
+static void wp_requantize(const int64_t *acc, int out_c, long pixels, double scale, const float *pool_scale,
+                          int pool_scales, const float *bias, float *out)
+{
+    for (int o = 0; o < out_c; o++)
+        for (long p = 0; p < pixels; p++) {
+            double v = (double)acc[(long)o * pixels + p] * scale;
+            if (pool_scale)
+                v *= (double)pool_scale[pool_scales == 1 ? 0 : o];
+            float y = (float)v;
+            out[(long)o * pixels + p] = bias ? y + bias[o] : y;
+        }
 }

@@ -43,10 +43,11 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
     train, val, test = splits(ds, hp, seed, dev)
     seed_everything(seed)
     centers, layers, k = ckpt["pool"], ckpt["pooled_layers"], int(ckpt["k"])
+    scale, _ = checkpoint.pool_scale(ckpt)
     ranges = act_ranges(ckpt, model, train, calibration_images, seed, bits=act_bits, method=act_range)
     if start == "latent":  # after calibration, which runs the projected network; the latents project to it
         checkpoint.load_latent(model, ckpt, ckpt_path)
-    pool.attach(model, centers, layers)
+    pool.attach(model, centers, layers, scale)
     hooks = quant.attach_input_quantizers(model, ranges, act_bits, ste=ste)
     before = evaluate(model, test, hp["eval_batch_size"])
     print(f"act_train {network} K={k} {act_bits}-bit activations ({'STE' if ste else 'no gradient through round'}): "
@@ -55,13 +56,16 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
                  resume_tag=f"{sha256(data_path)} {sha256(ckpt_path)} {act_bits} {ste} {start}", stop_after_epoch=stop_after_epoch)
     top1 = evaluate(model, test, hp["eval_batch_size"])
     indices = pool.indices(model, centers, layers)
+    scales = pool.scales(model, centers, layers, scale)
     for h in hooks:
         h.remove()
     pool.detach(model)
+    pool.bake(model, centers, indices, scales)
     print(f"act_train {network} {act_bits}-bit: test top-1 {top1:.2f}% (before {before:.2f}%)", flush=True)
     json_ranges = {n: [a, s] for n, (a, s) in ranges.items()}
-    metrics = {"stage": "act_train", "dataset": ds.name, "network": network, "k": k, "act_bits": act_bits, "ste": ste,
-               "start": start, "test_top1": top1, "before_top1": before, "test_images": len(test), "train_images": len(train),
+    metrics = {"stage": "act_train", "dataset": ds.name, "network": network, "k": k, "pool_scale": scale,
+               "act_bits": act_bits, "ste": ste, "start": start,
+               "test_top1": top1, "before_top1": before, "test_images": len(test), "train_images": len(train),
                "epochs": hp["epochs"], "kept_epoch": result["kept_epoch"], "seconds": result["seconds"], "hparams": hp,
                "act_ranges": json_ranges, "history": result["history"],
                "provenance": provenance.collect(dev, seed, {"stage": "act_train", "dataset": ds.name, "network": network, "k": k,
@@ -69,6 +73,6 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
                                                             "hparams": hp})}
     checkpoint.save(out_ckpt, model, network=network, dataset=ds.name, model_args=ckpt["model_args"], kind="pooled",
                     pool=centers.clone(), pooled_layers=layers, indices=indices, k=k, act_bits=act_bits,
-                    act_ranges=json_ranges, act_ste=ste)
+                    act_ranges=json_ranges, act_ste=ste, **checkpoint.scale_entries(scale, scales))
     write_json(out_metrics, metrics)
     return metrics

@@ -4,8 +4,11 @@ The pool file (HDF5): ``centers`` (K x 8 float32), ``assignments`` (one pool ind
 layers concatenated in ``layers`` order), ``layer_vectors`` (vectors per layer); attributes
 ``format``, ``network``, ``dataset``, ``k``, ``seed``, ``backend``, ``init``, ``inertia``,
 ``iterations``, ``converged``, ``seconds``, ``pool_fc``, ``selection`` (JSON: the config's
-``pooled_layers`` entry with ``pool_fc``), ``layers`` (JSON list) and ``checkpoint_sha256``. The layers
-listed are exactly the layers ``wp_train`` pools.
+``pooled_layers`` entry with ``pool_fc``), ``pool_scale``, ``layers`` (JSON list) and
+``checkpoint_sha256``. The layers listed are exactly the layers ``wp_train`` pools. With a pool scale
+(``pool_scale`` "layer" or "channel", :mod:`wp.pool`) the k-means clusters each layer's (channel's)
+z-vectors normalised to unit RMS norm, and ``wp_train`` fits the scales; a file without the attribute
+is a pool without scale ("none").
 """
 
 from __future__ import annotations
@@ -27,18 +30,19 @@ FORMAT = "wp-pool/1"
 
 def run(ckpt_path: str | Path, network: str, k: int, out: str | Path, *, seed: int = 0, backend: str = "torch",
         init: str = "kmeans++", max_iter: int = 300, tol: float = 1e-4, pool_fc: bool = False,
-        selection: dict | None = None, device: str = "auto") -> dict:
+        selection: dict | None = None, scale: str = "none", device: str = "auto") -> dict:
     """``selection``: which poolable layers share the pool (:func:`wp.pool.pooled_layers`); ``pool_fc``
-    applies where it does not say."""
+    applies where it does not say. ``scale``: the pool scale (:mod:`wp.pool`)."""
     if not 2 <= k <= 256:
         raise WPError(f"pool size {k} is out of range: choose 2 <= K <= 256 (an index must fit one byte)")
+    pool.check_scale(scale)
     ckpt = checkpoint.load(ckpt_path, network=network, kind="float")
     model = checkpoint.build(ckpt)
     selection = {"pool_fc": pool_fc, **(selection or {})}
     layers = pool.pooled_layers(model, selection=selection, network=network)
     if not layers:
         raise WPError(f"network {network} has no poolable layers (in_channels divisible by 8): nothing to cluster")
-    vectors, counts = pool.model_vectors(model, layers)
+    vectors, counts = pool.model_vectors(model, layers, scale)
     dev = resolve_device(device)
     if backend == "torch":
         res = kmeans(vectors, k, seed=seed, init=init, max_iter=max_iter, tol=tol, device=dev)
@@ -47,7 +51,7 @@ def run(ckpt_path: str | Path, network: str, k: int, out: str | Path, *, seed: i
     else:
         raise WPError(f"unknown k-means backend {backend!r}: use 'torch' or 'kmeans_pytorch'")
     print(f"cluster {network} K={k}: {len(vectors)} z-vectors from {len(layers)} layers, inertia {res.inertia:.2f}, "
-          f"{res.iterations} iterations, {res.seconds:.2f}s ({res.backend})", flush=True)
+          f"{res.iterations} iterations, {res.seconds:.2f}s ({res.backend}), pool scale {scale}", flush=True)
     with atomic_path(out) as tmp:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("centers", data=res.centers.numpy().astype(np.float32))
@@ -57,7 +61,8 @@ def run(ckpt_path: str | Path, network: str, k: int, out: str | Path, *, seed: i
                 "format": FORMAT, "network": network, "dataset": ckpt["dataset"], "k": k, "seed": seed,
                 "backend": res.backend, "init": init if backend == "torch" else "random",
                 "inertia": res.inertia, "iterations": res.iterations, "converged": res.converged,
-                "seconds": res.seconds, "pool_fc": selection["pool_fc"], "selection": json.dumps(selection, sort_keys=True), "layers": json.dumps(layers),
+                "seconds": res.seconds, "pool_fc": selection["pool_fc"], "selection": json.dumps(selection, sort_keys=True),
+                "pool_scale": scale, "layers": json.dumps(layers),
                 "checkpoint_sha256": sha256(ckpt_path),
             })
     return {"k": k, "vectors": len(vectors), "inertia": res.inertia, "iterations": res.iterations}
@@ -69,6 +74,7 @@ def read(path: str | Path, *, network: str | None = None) -> dict:
     out["centers"] = torch.from_numpy(arrays["centers"])
     out["assignments"] = torch.from_numpy(arrays["assignments"]).long()
     out["layers"] = json.loads(out["layers"])
+    out["pool_scale"] = pool.check_scale(out.get("pool_scale", "none"))
     if network is not None and out["network"] != network:
         raise WPError(f"pool file {path} was made for network {out['network']!r}, not {network!r}: pass that network's pool")
     return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wp import WPError, data, export, lutnet, provenance
+from wp import WPError, checkpoint, data, export, lutnet, provenance
 from wp.io import sha256
 from wp.stages.common import check_dataset, seed_everything, splits
 from wp.stages.quant_eval import act_ranges, check_trained_bits, load_pooled
@@ -36,7 +36,8 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
     train, _, _ = splits(ds, {**hp, "selection": "final"}, seed, dev)
     seed_everything(seed)
     ranges = act_ranges(ckpt, model, train, calibration_images, seed, bits=act_bits, method=act_range)
-    lutnet.convert(model, ckpt["pool"], ckpt["indices"], ranges, act_bits, lut_bits, lut_mode=lut_mode, signed_mode=signed_mode)
+    lutnet.convert(model, ckpt["pool"], ckpt["indices"], ranges, act_bits, lut_bits, lut_mode=lut_mode, signed_mode=signed_mode,
+                   scales=checkpoint.pool_scale(ckpt)[1])
     arrays, manifest = export.from_lutnet(model, ckpt, act_bits=act_bits, lut_bits=lut_bits, lut_mode=lut_mode,
                                           signed_mode=signed_mode)
     calibration = "checkpoint" if ckpt.get("act_ranges") else f"{act_range} over {min(calibration_images, len(train))} training images"

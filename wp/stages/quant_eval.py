@@ -35,7 +35,7 @@ def load_pooled(ckpt_path: str | Path, network: str, device: torch.device) -> tu
     """A pooled checkpoint and its model on ``device``, its weights checked against pool and indices."""
     ckpt = checkpoint.load(ckpt_path, network=network, kind="pooled")
     model = checkpoint.build(ckpt, device).eval()
-    lutnet.check_indices(model, ckpt["pool"], ckpt["indices"])
+    lutnet.check_indices(model, ckpt["pool"], ckpt["indices"], checkpoint.pool_scale(ckpt)[1])
     return ckpt, model
 
 
@@ -74,8 +74,9 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
     seed_everything(seed)
     float_top1 = evaluate(model, test, hp["eval_batch_size"])
     ranges = act_ranges(ckpt, model, train, calibration_images, seed, bits=act_bits, method=act_range)
+    scale, scales = checkpoint.pool_scale(ckpt)
     lutnet.convert(model, ckpt["pool"], ckpt["indices"], ranges, act_bits, lut_bits,
-                   lut_mode=lut_mode, signed_mode=signed_mode, use_table=lut_bits is not None)
+                   lut_mode=lut_mode, signed_mode=signed_mode, use_table=lut_bits is not None, scales=scales)
     t0 = time.perf_counter()
     top1 = evaluate(model, test, hp["eval_batch_size"])
     seconds = time.perf_counter() - t0
@@ -83,7 +84,7 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
     print(f"quant_eval {network} K={ckpt['k']} {act_bits}-bit activations, {lut_name}"
           f"{' (retrained)' if trained_bits else ''}: test top-1 {top1:.2f}% (float {float_top1:.2f}%), "
           f"{len(test) / seconds:.0f} img/s", flush=True)
-    metrics = {"stage": "quant_eval", "dataset": ds.name, "network": network, "k": int(ckpt["k"]),
+    metrics = {"stage": "quant_eval", "dataset": ds.name, "network": network, "k": int(ckpt["k"]), "pool_scale": scale,
                "act_bits": act_bits, "lut_bits": lut_bits, "lut_mode": lut_mode, "signed_mode": signed_mode,
                "retrained": trained_bits is not None, "selection": hp["selection"],
                **checkpoint.pooled_summary(ckpt["state_dict"], ckpt["pooled_layers"]), "test_top1": top1, "float_top1": float_top1,

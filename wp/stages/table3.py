@@ -16,6 +16,9 @@ overheads. ``notes`` says where the paper's row describes another network or set
 The paper prices one table. :mod:`wp.lutnet` quantizes it per layer (range = max |T| over the pool
 vectors the layer uses), so a device stores one table per distinct range: ``lut_tables`` counts them
 and ``ratio_int8_deployed`` prices them (what ``python -m wp export`` writes).
+
+``pool_scale`` records the checkpoint's pool scale (:mod:`wp.pool`; "none" is the paper's method); with
+one, every footprint also stores each pooled layer's scales (``scale_bytes``, 32-bit floats).
 """
 
 from __future__ import annotations
@@ -34,14 +37,21 @@ def lut_tables(ckpt: dict) -> int:
     return len({quant.table_range(table, ckpt["indices"][name]) for name in ckpt["pooled_layers"]})
 
 
+def scale_counts(ckpt: dict) -> dict[str, int] | None:
+    """Per pooled layer, how many pool scales the checkpoint stores (None without a pool scale)."""
+    _, scales = checkpoint.pool_scale(ckpt)
+    return None if scales is None else {name: int(scales[name].numel()) for name in ckpt["pooled_layers"]}
+
+
 def row(ckpt_path: str | Path, lut_bits: int = 8) -> dict:
     ckpt = checkpoint.load(ckpt_path, kind="pooled")
     model = models.create(ckpt["network"], **ckpt["model_args"])
     k, layers = int(ckpt["k"]), ckpt["pooled_layers"]
-    packed = compression.weight_pool(model, layers, k, lut_bits, packed=True)
-    byte = compression.weight_pool(model, layers, k, lut_bits, packed=False)
+    scales = scale_counts(ckpt)
+    packed = compression.weight_pool(model, layers, k, lut_bits, packed=True, scales=scales)
+    byte = compression.weight_pool(model, layers, k, lut_bits, packed=False, scales=scales)
     n_tables = lut_tables(ckpt)
-    deployed = compression.weight_pool(model, layers, k, lut_bits, packed=True, tables=n_tables)
+    deployed = compression.weight_pool(model, layers, k, lut_bits, packed=True, tables=n_tables, scales=scales)
     mods = compression.weight_layers(model)
     pooled = sum(mods[n].weight.numel() for n in layers)
     ref = paper.TABLE3.get((ckpt["dataset"], ckpt["network"]), {})
@@ -52,9 +62,10 @@ def row(ckpt_path: str | Path, lut_bits: int = 8) -> dict:
         extra.append("pm_ columns price the FC at 8 bits, as the paper's Table 3")
     return {
         "dataset": ckpt["dataset"], "network": ckpt["network"], "k": k, "lut_bits": lut_bits,
+        "pool_scale": checkpoint.pool_scale(ckpt)[0],
         "params": packed.params, "pooled_params": pooled, "pooled_fraction": round(pooled / packed.params, 4),
         "index_bytes": byte.bits_of("index") // 8, "index_bytes_packed": packed.bits_of("index") / 8,
-        "lut_bytes": packed.bits_of("lut") / 8, "unpooled_bytes_int8": packed.bits_of("weights") / 8 + packed.bits_of("bias") / 8,
+        "lut_bytes": packed.bits_of("lut") / 8, "scale_bytes": packed.bits_of("scale") / 8, "unpooled_bytes_int8": packed.bits_of("weights") / 8 + packed.bits_of("bias") / 8,
         "total_bytes_int8": packed.bytes("int8"),
         "ratio_int8": round(packed.ratio("int8"), 2), "ratio_fp32": round(packed.ratio("fp32"), 2),
         "ratio_int8_byte_indices": round(byte.ratio("int8"), 2),

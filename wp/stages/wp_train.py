@@ -1,7 +1,9 @@
 """Stage ``wp_train``: retrain a pretrained network with its pooled layers projected onto the frozen pool.
 
 Writes the projected model (pooled checkpoint: weights are pool vectors, plus pool, indices and the
-latent weights retraining ended with) and metrics: test top-1 after retraining and the "direct replacement" accuracy before it.
+latent weights retraining ended with; with a pool scale, :mod:`wp.pool`, the weights are the scaled
+pool vectors and the checkpoint holds ``scales``) and metrics: test top-1 after retraining and the
+"direct replacement" accuracy before it, and the ``pool_scale`` of the pool file.
 """
 
 from __future__ import annotations
@@ -24,34 +26,37 @@ def run(data_path: str | Path, ckpt_path: str | Path, pool_path: str | Path, net
     ckpt = checkpoint.load(ckpt_path, network=network, kind="float")
     check_dataset(ckpt, ds, ckpt_path)
     pl = cluster.read(pool_path, network=network)
-    centers, layers, k = pl["centers"], pl["layers"], int(pl["k"])
+    centers, layers, k, scale = pl["centers"], pl["layers"], int(pl["k"]), pl["pool_scale"]
     train, val, test = splits(ds, hp, seed, dev)
     seed_everything(seed)
     model = checkpoint.build(ckpt, dev)
     before = pool.indices(model, centers, layers)
-    pool.attach(model, centers, layers)
+    pool.attach(model, centers, layers, scale)
     direct = evaluate(model, test, hp["eval_batch_size"], hp["amp"])
     print(f"wp_train {network} K={k} on {ds.name}: direct replacement top-1 {direct:.2f}%, "
-          f"{len(layers)} pooled layers, {hp['epochs']} epochs, {dev}", flush=True)
+          f"{len(layers)} pooled layers, pool scale {scale}, {hp['epochs']} epochs, {dev}", flush=True)
     result = fit(model, train, hp, seed=seed, augment=augment_for(ds), val=val,
                  resume=f"{out_ckpt}.resume", resume_tag=f"{sha256(data_path)} {sha256(ckpt_path)} {sha256(pool_path)}",
                  stop_after_epoch=stop_after_epoch)
     top1 = evaluate(model, test, hp["eval_batch_size"], hp["amp"])
     after = pool.indices(model, centers, layers)
     latent = checkpoint.latent_weights(model, layers)
+    scales = pool.scales(model, centers, layers, scale)
     pool.detach(model)
+    pool.bake(model, centers, after, scales)
     changed = sum(int((before[n] != after[n]).sum()) for n in layers)
     n_vectors = sum(len(v) for v in after.values())
     used = int(torch.unique(torch.cat([v.long() for v in after.values()])).numel())
     print(f"wp{k} {network}: test top-1 {top1:.2f}% (direct {direct:.2f}%), {changed}/{n_vectors} assignments changed, "
           f"{used}/{k} pool vectors used", flush=True)
-    metrics = {"stage": "wp_train", "dataset": ds.name, "network": network, "k": k, "test_top1": top1,
+    metrics = {"stage": "wp_train", "dataset": ds.name, "network": network, "k": k, "pool_scale": scale, "test_top1": top1,
                "direct_top1": direct, "test_images": len(test), "train_images": len(train), "epochs": hp["epochs"],
                "kept_epoch": result["kept_epoch"], "seconds": result["seconds"], "hparams": hp,
                "pooled_layers": layers, "pooled_vectors": n_vectors,
                **checkpoint.pooled_summary(model.state_dict(), layers), "assignments_changed": changed,
-               "pool_vectors_used": used, "history": result["history"], "provenance": provenance.collect(dev, seed, {"stage": "wp_train", "dataset": ds.name, "network": network, "k": k, "hparams": hp, "pool": pl["checkpoint_sha256"]})}
+               "pool_vectors_used": used, "history": result["history"], "provenance": provenance.collect(dev, seed, {"stage": "wp_train", "dataset": ds.name, "network": network, "k": k, "hparams": hp, "pool": pl["checkpoint_sha256"], "pool_scale": scale})}
     checkpoint.save(out_ckpt, model, network=network, dataset=ds.name, model_args=ckpt["model_args"], kind="pooled",
-                    pool=centers.clone(), pooled_layers=layers, indices=after, k=k, latent=latent)
+                    pool=centers.clone(), pooled_layers=layers, indices=after, k=k, latent=latent,
+                    **checkpoint.scale_entries(scale, scales))
     write_json(out_metrics, metrics)
     return metrics

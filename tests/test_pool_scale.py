@@ -1,0 +1,62 @@
+"""pool_scale on a network without BatchNorm (examples/bn_free.py's mlp3, every layer pooled): the
+stages carry the option (pool file, checkpoint, metrics, quant_eval), and with a scale the pool of 64
+keeps the float network's accuracy where the paper's pool without scale loses it."""
+
+import pytest
+import torch
+
+from wp import WPError, checkpoint, models
+from wp.stages import cluster, pretrain, quant_eval, wp_train
+from wp.train import hparams
+
+from conftest import REPO
+
+PRETRAIN = {"epochs": 15, "batch_size": 32, "lr": 0.05, "schedule": "onecycle", "warmup_epochs": 0.5, "nesterov": True}
+RETRAIN = {"epochs": 5, "batch_size": 32, "lr": 0.02, "schedule": "cosine"}
+
+
+@pytest.fixture(scope="module")
+def mlp3(digits_h5, tmp_path_factory):
+    """mlp3 (64-256-128-10, ReLU, no BatchNorm) trained on digits; then for pool_scale none and
+    channel: the pool of 64 (pool_fc) and the network retrained with it."""
+    from wp.models import registry
+
+    saved = {name: dict(getattr(registry, name)) for name in ("_BUILDERS", "_ORIGIN", "_LOADED")}
+    models.load_file(REPO / "examples" / "bn_free.py")
+    d = tmp_path_factory.mktemp("mlp3")
+    out = {"dir": d, "float": pretrain.run(digits_h5, "mlp3", hparams(PRETRAIN), d / "pre.pt", d / "pre.json", seed=0, device="cpu")}
+    for mode in ("none", "channel"):
+        cluster.run(d / "pre.pt", "mlp3", 64, d / f"pool_{mode}.h5", seed=0, pool_fc=True, scale=mode, device="cpu")
+        out[mode] = wp_train.run(digits_h5, d / "pre.pt", d / f"pool_{mode}.h5", "mlp3", hparams(RETRAIN),
+                                 d / f"wp_{mode}.pt", d / f"wp_{mode}.json", seed=0, device="cpu")
+    yield out
+    for name, value in saved.items():
+        setattr(registry, name, value)
+
+
+def test_a_bn_free_network_keeps_its_accuracy_with_a_scaled_pool(mlp3):
+    float_top1, plain, scaled = mlp3["float"]["test_top1"], mlp3["none"]["test_top1"], mlp3["channel"]["test_top1"]
+    assert float_top1 > 85
+    assert plain < float_top1 - 5  # the paper's pool: nothing absorbs the pool vectors' scale
+    assert scaled > float_top1 - 4  # a loose bound (digits: 359 test images, 5 epochs)
+    assert mlp3["channel"]["direct_top1"] > mlp3["none"]["direct_top1"] + 10
+
+
+def test_the_option_is_recorded_in_pool_file_checkpoint_and_metrics(mlp3, digits_h5, tmp_path):
+    d = mlp3["dir"]
+    assert cluster.read(d / "pool_channel.h5")["pool_scale"] == "channel"
+    assert cluster.read(d / "pool_none.h5")["pool_scale"] == "none"
+    assert mlp3["channel"]["pool_scale"] == "channel" and mlp3["none"]["pool_scale"] == "none"
+    ck = checkpoint.load(d / "wp_channel.pt", kind="pooled")
+    assert ck["pool_scale"] == "channel" and [s.numel() for s in ck["scales"].values()] == [256, 128, 10]
+    assert "pool_scale" not in checkpoint.load(d / "wp_none.pt")  # the paper's checkpoints stay as they were
+    # the deployed network (LUT, 8-bit activations and table) runs with the scales and stays accurate
+    q = quant_eval.run(digits_h5, d / "wp_channel.pt", "mlp3", 8, 8, hparams(RETRAIN), tmp_path / "q.json",
+                       calibration_images=256, seed=0, device="cpu")
+    assert q["pool_scale"] == "channel" and q["test_top1"] > mlp3["channel"]["test_top1"] - 2
+
+
+def test_an_unknown_pool_scale_is_one_clear_line(mlp3, tmp_path):
+    with pytest.raises(WPError, match="unknown pool scale 'per_vector': use one of none, layer, channel"):
+        cluster.run(mlp3["dir"] / "pre.pt", "mlp3", 64, tmp_path / "p.h5", scale="per_vector", device="cpu")
+    assert not (tmp_path / "p.h5").exists()
