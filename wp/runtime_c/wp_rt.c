@@ -82,7 +82,7 @@ static inline void store(const wp_op *op, uint8_t *arena, long i, int32_t q)
 
 /* ---- int8 convolution, CMSIS-NN arm_convolve_s8 (no DSP) order and arithmetic ------------------------- */
 
-static void conv8(const wp_op *op, uint8_t *arena)
+__attribute__((noinline)) static void conv8(const wp_op *op, uint8_t *arena)
 {
     const int8_t *in = (const int8_t *)(arena + op->in0);
     const int8_t *w = (const int8_t *)op->w;
@@ -203,7 +203,7 @@ static void fill_cache(const wp_lut_t *lut, const uint8_t *pat, int bits, int k)
     }
 }
 
-static void lutconv(const wp_op *op, uint8_t *arena)
+__attribute__((noinline)) static void lutconv(const wp_op *op, uint8_t *arena)
 {
     const uint8_t *in = arena + op->in0;
     const uint8_t *idx = (const uint8_t *)op->w;
