@@ -176,3 +176,76 @@ def test_block_count_is_every_issued_instruction(tmp_path):
     assert res["instructions"] == sum(issued.values()) > 100000
     skipped = {a for a in issued if issued[a] != executed[a]}
     assert skipped and skipped <= in_it
+
+
+# ---------------------------------------------------------------------------------------------------
+# 4. Table 7 and figures 7 / 8 (library at tiny sizes; the rules wired in the workflow)
+# ---------------------------------------------------------------------------------------------------
+
+@needs_m3
+def test_table7_rows_and_speedups(tmp_path):
+    from wp import mcu_bench
+
+    df = mcu_bench.table7(["resnet_mlperf"], {"resnet_mlperf": 4}, tmp_path, pools=(64, 32), input_shape=(3, 8),
+                          log=lambda *_: None)
+    assert list(df["column"]) == ["int8", "64-8", "32-8", "64-m", "32-m"]
+    d = df.set_index("column")
+    assert d.loc["int8", "speedup"] == 1.0
+    assert np.isclose(d.loc["64-m", "speedup"], d.loc["int8", "instructions_conv"] / d.loc["64-m", "instructions_conv"])
+    assert d.loc["64-m", "instructions_conv"] < d.loc["64-8", "instructions_conv"]  # fewer bit planes, fewer lookups
+    assert d.loc["64-8", "paper_speedup_f207"] == pytest.approx(0.60 / 0.49)
+    assert d.loc["int8", "fits_f207"] and (d["instructions_total"] > d["instructions_conv"]).all()
+
+
+@needs_m3
+def test_figures_7_and_8_library(tmp_path):
+    from wp import mcu_bench
+
+    f7 = mcu_bench.figure7([8, 16], tmp_path / "f7", size=4, k=16, log=lambda *_: None)
+    assert sorted(f7["variant"].unique()) == ["cache", "precompute"] and len(f7) == 4
+    f8 = mcu_bench.figure8(16, [8, 4, 1], tmp_path / "f8", size=4, k=16, log=lambda *_: None)
+    for v in ("cache", "precompute"):
+        s = f8[f8["variant"] == v].set_index("act_bits")["speedup_vs_8bit"]
+        assert s[8] == 1.0 and s[1] > s[4] > 1.0  # fewer bits, fewer lookups
+    with pytest.raises(WPError, match="8 bits"):
+        mcu_bench.figure8(16, [4], tmp_path / "x", size=4, k=16, log=lambda *_: None)
+
+
+@pytest.mark.slow
+@needs_m3
+def test_snakemake_mcu_rules(tmp_path):
+    from conftest import copy_workflow, planned, snakemake
+
+    from test_export import WF_CONFIG
+
+    work = copy_workflow(tmp_path)
+    assert not {"mcu_table7", "mcu_figure7", "mcu_figure8"} & set(planned(work, WF_CONFIG))  # not in the default target
+    cfg = {**WF_CONFIG, "mcu": {"figure7_filters": [8], "figure8_channels": 8, "figure8_bits": [8, 2], "layer_size": 4,
+                                "layer_k": 16}}
+    assert set(planned(work, cfg, "all_mcu")) >= {"mcu_table7", "mcu_figure7", "mcu_figure8"}
+    r = snakemake(work, "tables/figure7.csv", "tables/figure8.csv", config=cfg)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert (work / "tables" / "plots" / "figure7.png").stat().st_size > 0
+    assert (work / "tables" / "plots" / "figure8.png").stat().st_size > 0
+
+
+def test_stages_stop_with_one_line_without_toolchain(monkeypatch, tmp_path, capsys):
+    from wp import cli
+
+    monkeypatch.setattr(mcu.shutil, "which", lambda name: None)
+    rc = cli.main(["mcu_figure7", "--filters", "8", "--build", str(tmp_path), "--out", str(tmp_path / "f.csv"),
+                   "--png", str(tmp_path / "f.png")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "gcc-arm-none-eabi" in err
+    assert not (tmp_path / "f.csv").exists()
+
+
+def test_min_bits_sources(tmp_path):
+    from wp.stages import mcu as stage
+
+    assert stage.min_bits("paper", ["resnet_10", "tinyconv"]) == {"resnet_10": 4, "tinyconv": 4}
+    csv = tmp_path / "table6.csv"
+    csv.write_text("dataset,network,min_bits\ndigits,tinyconv,5\nfashion_mnist,tinyconv,3\ndigits,resnet_10,\n")
+    assert stage.min_bits("table6", ["tinyconv"], csv) == {"tinyconv": 5}
+    with pytest.raises(WPError, match="resnet_10"):
+        stage.min_bits("table6", ["resnet_10"], csv)

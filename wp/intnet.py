@@ -126,6 +126,7 @@ class Builder:
     def __init__(self, variant: str):
         self.p = Program()
         self.variant = variant
+        self.seen: dict = {}
         self.last_affine: tuple[np.ndarray, np.ndarray] | None = None  # of the last conv (a downsample branch)
 
     def tensor(self, shape, kind, spec=None) -> Tensor:
@@ -134,9 +135,13 @@ class Builder:
         return t
 
     def array(self, name: str, a: np.ndarray) -> str:
-        name = f"{name}_{len(self.p.arrays)}"
-        self.p.arrays[name] = np.ascontiguousarray(a)
-        return name
+        """The name of constant array ``a`` (an identical array already stored is shared)."""
+        a = np.ascontiguousarray(a)
+        key = (name, a.dtype.str, a.shape, a.tobytes())
+        if key not in self.seen:
+            self.seen[key] = f"{name}_{len(self.p.arrays)}"
+            self.p.arrays[self.seen[key]] = a
+        return self.seen[key]
 
     def op(self, name: str, **fields) -> dict:
         self.p.ops.append(fields)
@@ -423,6 +428,27 @@ def compile(model: nn.Module, images: torch.Tensor, *, variant: str = "auto") ->
     else:
         raise WPError(f"the runtime supports TinyConv and the CIFAR ResNets, not {kind}: "
                       "MobileNet-v2 (depthwise convs) is not implemented yet")
+    _plan(b.p)
+    return b.p
+
+
+def compile_layer(layer: nn.Module, images: torch.Tensor, *, variant: str = "auto") -> Program:
+    """A program of one conv layer (a :class:`~wp.lutnet.LUTLayer` or an ``nn.Conv2d``, run as int8) reading
+    ``images`` (``[N, C, H, W]`` float): the input quantizer (the layer's own, or 8-bit calibrated on the
+    images), the layer, and a ReLU requantization to 8-bit codes. For single-layer measurements."""
+    if variant not in (*VARIANTS, "auto"):
+        raise WPError(f"unknown LUT kernel variant {variant!r}: use plain, cache, precompute or auto")
+    b = Builder(variant)
+    if isinstance(layer, lutnet.LUTLayer):
+        spec = Spec(layer.bits, layer.rng, layer.signed)
+    else:
+        spec = _pow2_spec(float(images.min()), float(images.max()))
+    x = _input(b, images, spec)
+    with torch.no_grad():
+        y = layer(images.float())
+    out = b.tensor((0, 0, 0), CODES, Spec(8, quant.calibrate_range(float(y.abs().max())), False))
+    out = b.conv_requant("layer", layer, x, None, out, relu=True)
+    b.p.output = out.id
     _plan(b.p)
     return b.p
 

@@ -31,7 +31,6 @@ TOOLCHAIN_HINT = ("install the Cortex-M toolchain and the emulator: apt-get inst
                   "and pip install unicorn (the 'test' extras of pyproject.toml)")
 RAM_BASE = 0x20000000
 RAM_SIZE = 16 << 20
-CPI_ESTIMATE = 1.6  # rough Cortex-M3 cycles per instruction for these loops (spec: 1.5-1.9); an estimate only
 
 
 def cross_compiler() -> str | None:
@@ -60,7 +59,7 @@ def _run(cmd: list[str], what: str) -> None:
 
 def _write_header(program: intnet.Program, build: Path) -> Path:
     build.mkdir(parents=True, exist_ok=True)
-    h = build / "net.h"
+    h = (build / "net.h").resolve()
     h.write_text(intnet.c_header(program))
     return h
 
@@ -146,6 +145,7 @@ def _counter_lib() -> ctypes.CDLL:
         tmp.replace(out)
     lib = ctypes.CDLL(str(out))
     lib.wp_counter_value.restype = ctypes.c_uint64
+    lib.wp_counter_flash_reads.restype = ctypes.c_uint64
     lib.wp_counter_set_code.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64]
     return lib
 
@@ -179,7 +179,7 @@ class Emulator:
     """A Cortex-M3 image loaded into unicorn, ready to run ``wp_entry`` on images."""
 
     def __init__(self, elf: str | Path):
-        from unicorn import UC_ARCH_ARM, UC_HOOK_BLOCK, UC_HOOK_CODE, UC_MODE_MCLASS, UC_MODE_THUMB, Uc
+        from unicorn import UC_ARCH_ARM, UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_MEM_READ, UC_MODE_MCLASS, UC_MODE_THUMB, Uc
         from unicorn import arm_const
         from unicorn.unicorn_py3.arch.types import uc_hook_h
         from unicorn.unicorn_py3.unicorn import uclib
@@ -209,9 +209,16 @@ class Emulator:
                                    ctypes.c_uint64(1), ctypes.c_uint64(0))
         if status != 0:
             raise WPError(f"unicorn refused the counting hook (error {status})")
+        handle2 = uc_hook_h()
+        fptr2 = ctypes.cast(self.lib.wp_counter_read, ctypes.c_void_p)
+        status = uclib.uc_hook_add(uc._uch, ctypes.byref(handle2), UC_HOOK_MEM_READ, fptr2, ctypes.c_void_p(0),
+                                   ctypes.c_uint64(0), ctypes.c_uint64(flash_size - 1))
+        if status != 0:
+            raise WPError(f"unicorn refused the flash-read hook (error {status})")
         self.marks: list[int] = []
         mark = self.sym["wp_mark"] & ~1
-        uc.hook_add(UC_HOOK_CODE, lambda *_: self.marks.append(self.lib.wp_counter_value()), begin=mark, end=mark)
+        uc.hook_add(UC_HOOK_CODE, lambda *_: self.marks.append((self.lib.wp_counter_value(), self.lib.wp_counter_flash_reads())),
+                    begin=mark, end=mark)
         self.uc, self.arm = uc, arm_const
 
     def run(self, image: np.ndarray | None = None, entry: str = "wp_entry") -> dict:
@@ -221,21 +228,24 @@ class Emulator:
         if image is not None:
             uc.mem_write(self.sym["wp_image"], np.ascontiguousarray(image, dtype=np.float32).tobytes())
         self.marks = []
-        start = self.lib.wp_counter_value()
+        start, start_reads = self.lib.wp_counter_value(), self.lib.wp_counter_flash_reads()
         uc.reg_write(arm.UC_ARM_REG_SP, RAM_BASE + RAM_SIZE - 16)
         halt = self.sym["wp_halt"] & ~1
         uc.reg_write(arm.UC_ARM_REG_LR, halt | 1)
         uc.emu_start(self.sym[entry] | 1, halt)
         total = self.lib.wp_counter_value() - start
-        marks = [m - start for m in self.marks]
+        marks = [m - start for m, _ in self.marks]
+        reads = [r - start_reads for _, r in self.marks]
         per_op = [b - a for a, b in zip([0] + marks[:-1], marks)]
+        per_op_reads = [b - a for a, b in zip([0] + reads[:-1], reads)]
         logits = None
         if "wp_output_off" in self.sym:
             off = struct.unpack("<i", uc.mem_read(self.sym["wp_output_off"], 4))[0]
             arena = struct.unpack("<I", uc.mem_read(self.sym["wp_arena"], 4))[0]
             self.last_arena = arena
             self.output_off = off
-        return {"instructions": total, "per_op": per_op, "logits": logits}
+        return {"instructions": total, "per_op": per_op, "flash_reads": self.lib.wp_counter_flash_reads() - start_reads,
+                "per_op_flash_reads": per_op_reads, "logits": logits}
 
     def read_int32(self, addr: int, n: int) -> np.ndarray:
         return np.frombuffer(bytes(self.uc.mem_read(addr, 4 * n)), dtype=np.int32).copy()
@@ -252,6 +262,8 @@ def run_m3(program: intnet.Program, elf: str | Path, image) -> dict:
     return res
 
 
-def cycle_estimate(instructions: int, cpi: float = CPI_ESTIMATE) -> float:
-    """Cycles estimated from instructions at an assumed CPI (an estimate, labelled as one wherever shown)."""
-    return instructions * cpi
+def cycle_estimate(instructions: int, flash_reads: int, cpi: float, wait_states: int) -> float:
+    """An estimate of Cortex-M3 cycles (labelled as one wherever shown): ``cpi`` cycles per instruction
+    plus ``wait_states`` per data load from flash (the F207 runs its flash at 3 wait states at 120 MHz;
+    its ART accelerator hides most instruction fetches but few random table or weight reads)."""
+    return instructions * cpi + flash_reads * wait_states

@@ -4,7 +4,7 @@
  * a Cortex-M3). */
 #include <stdint.h>
 
-static uint64_t n_insn;
+static uint64_t n_insn, n_flash_reads;
 static const uint8_t *code;
 static uint64_t code_base, code_len;
 
@@ -14,9 +14,18 @@ void wp_counter_set_code(const uint8_t *c, uint64_t base, uint64_t len)
     code_base = base;
     code_len = len;
     n_insn = 0;
+    n_flash_reads = 0;
 }
 
 uint64_t wp_counter_value(void) { return n_insn; }
+uint64_t wp_counter_flash_reads(void) { return n_flash_reads; }
+
+/* Memory-read hook over the flash region: data loads from flash (tables, indices, weights). */
+void wp_counter_read(void *uc, int type, uint64_t addr, int size, int64_t value, void *user)
+{
+    (void)uc; (void)type; (void)addr; (void)size; (void)value; (void)user;
+    n_flash_reads++;
+}
 
 void wp_counter_block(void *uc, uint64_t addr, uint32_t size, void *user)
 {

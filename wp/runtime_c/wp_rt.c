@@ -191,14 +191,20 @@ static const pre_fn pre_tab[4][2][9] = {
 
 static int k_slot(int k) { return k == 32 ? 0 : k == 64 ? 1 : k == 128 ? 2 : 3; }
 
-/* The active table: rows pat[b] of the table, K entries each, copied word by word. */
+/* The active table: rows pat[b] of the table, K entries each, copied 16 bytes at a time (as a library
+ * memcpy does with multi-word loads and stores), then word by word. */
 static void fill_cache(const wp_lut_t *lut, const uint8_t *pat, int bits, int k)
 {
     const int words = (int)(k * sizeof(wp_lut_t) / 4);
     for (int b = 0; b < bits; b++) {
         const uint32_t *src = (const uint32_t *)(const void *)(lut + (long)pat[b] * k);
         uint32_t *dst = (uint32_t *)(void *)(wp_cache + b * k);
-        for (int j = 0; j < words; j++)
+        int j = 0;
+        for (; j + 4 <= words; j += 4) {
+            const uint32_t w0 = src[j], w1 = src[j + 1], w2 = src[j + 2], w3 = src[j + 3];
+            dst[j] = w0; dst[j + 1] = w1; dst[j + 2] = w2; dst[j + 3] = w3;
+        }
+        for (; j < words; j++)
             dst[j] = src[j];
     }
 }
