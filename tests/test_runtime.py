@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from wp import WPError, export, intnet, lutnet, mcu, quant
+from wp import WPError, data, export, intnet, lutnet, mcu, quant
+from wp.train import as_float
 
 from conftest import pooled_model
 from test_export import digits_images, pooled_checkpoint, run_export
@@ -29,7 +30,7 @@ def deployed(digits_h5, ckpt, network, tmp_path, act_bits):
     """The deployed network rebuilt from its export artifact, and a program compiled from it."""
     _, stem = run_export(digits_h5, ckpt, network, tmp_path, act_bits=act_bits, lut_bits=8)
     model = export.load(f"{stem}.npz", f"{stem}.json")
-    calib = digits_images(digits_h5, 256)  # test images only decide ranges of int8-only tensors here
+    calib = as_float(torch.from_numpy(data.read(digits_h5).train.images[:256]))  # ranges of int8-only tensors
     return model, calib
 
 
