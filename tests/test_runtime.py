@@ -112,10 +112,23 @@ def test_input_quantizer_rounds_half_steps_like_python(tmp_path):
     assert np.array_equal(outs[0], expect) and np.array_equal(c_outs[0], expect)
 
 
-def test_unsupported_network_is_one_clear_error():
+@needs_gcc
+def test_mobilenet_runtime_equals_integer_emulation(tmp_path):
+    """MobileNet-v2: depthwise int8 convs, signed block outputs (linear bottlenecks), 1x1 shortcuts."""
     m, centers, idx = pooled_model("mobilenet_v2", 0, 16, torch.float32, 12, 1)
-    with pytest.raises(WPError, match="MobileNet-v2"):
-        intnet.compile(m, torch.rand(2, 1, 12, 12))
+    x = torch.rand(4, 1, 12, 12)
+    lutnet.convert(m, centers, idx, lutnet.calibrate(m, list(idx), [x]), 5, 8)
+    prog = intnet.compile(m, x, variant="auto")
+    assert sum(op["type"] == intnet.DWCONV8 for op in prog.ops) == 17
+    assert sum(op["type"] == intnet.LUTCONV for op in prog.ops) == len(idx)
+    logits = check_host(prog, x, tmp_path)
+    with torch.no_grad():
+        assert (logits.argmax(1) == m(x).argmax(1).numpy()).mean() >= 0.75
+
+
+def test_unsupported_network_is_one_clear_error():
+    with pytest.raises(WPError, match="not Sequential"):
+        intnet.compile(torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3)), torch.rand(2, 1, 12, 12))
 
 
 def test_missing_toolchain_is_one_line(monkeypatch):

@@ -25,7 +25,8 @@ identical; ``tests/test_runtime.py`` checks it). The arithmetic:
 
 Codes are stored one byte per value, ``stored = code - zp`` (``zp = 128`` for unsigned 8-bit codes, else 0).
 
-Supported architectures: TinyConv and the CIFAR ResNets (``resnet_mlperf``, ``resnet_10``, ``resnet_14``).
+Supported architectures: TinyConv, the CIFAR ResNets (``resnet_mlperf``, ``resnet_10``, ``resnet_14``) and
+MobileNet-v2 (depthwise convs int8, CMSIS-NN ``arm_depthwise_conv_s8`` order).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import torch.nn.functional as F
 
 from wp import WPError, lut, lutnet, quant
 
-QUANT_INPUT, CONV8, LUTCONV, MAXPOOL, SUMPOOL, REQUANT = 1, 2, 3, 4, 5, 6
+QUANT_INPUT, CONV8, LUTCONV, MAXPOOL, SUMPOOL, REQUANT, DWCONV8 = 1, 2, 3, 4, 5, 6, 7
 PLAIN, CACHE, PRECOMPUTE = 0, 1, 2
 VARIANTS = {"plain": PLAIN, "cache": CACHE, "precompute": PRECOMPUTE}
 NONE, CODES, INT32 = 0, 1, 2
@@ -222,8 +223,9 @@ class Builder:
                 (sh, sw), (ph, pw) = (1, 1), (0, 0)
                 x = Tensor(x.id, (1, 1, h * w * c), x.kind, x.spec)
             else:
-                if module.groups != 1 or module.dilation not in ((1, 1), 1):
-                    raise WPError(f"{name}: grouped / dilated convs are not supported by the runtime")
+                depthwise = module.groups == module.in_channels == module.out_channels and module.groups > 1
+                if (module.groups != 1 and not depthwise) or module.dilation not in ((1, 1), 1):
+                    raise WPError(f"{name}: grouped (other than depthwise) / dilated convs are not supported by the runtime")
                 weight = module.weight.detach().double().cpu().numpy().transpose(0, 2, 3, 1)  # OHWI
                 out_c, kh, kw = weight.shape[0], weight.shape[1], weight.shape[2]
                 (sh, sw), (ph, pw) = lut._pair(module.stride), lut._pair(module.padding)
@@ -232,7 +234,10 @@ class Builder:
             s_w = np.abs(weight).reshape(out_c, -1).max(1) / 127.0
             s_w[s_w == 0] = 1.0
             wq = np.clip(np.round(weight / s_w[:, None, None, None]), -127, 127).astype(np.int8)
-            fields = {"type": CONV8, "w": self.array("w", wq)}
+            if isinstance(module, nn.Conv2d) and depthwise:  # [C, kh, kw, 1] -> [kh][kw][C]
+                fields = {"type": DWCONV8, "w": self.array("w", np.ascontiguousarray(wq[..., 0].transpose(1, 2, 0)))}
+            else:
+                fields = {"type": CONV8, "w": self.array("w", wq)}
             scale = x.spec.step * s_w
             offset = np.zeros(out_c) if module.bias is None else module.bias.detach().double().cpu().numpy()
         h, w, c = x.shape
@@ -410,6 +415,58 @@ def _resnet(b: Builder, model: nn.Module, images: torch.Tensor) -> None:
     b.p.output = out.id
 
 
+def _mobilenet(b: Builder, model: nn.Module, images: torch.Tensor) -> None:
+    blocks = list(model.layers)
+    pts = {"image": (model.conv1, "in", None), "head": (model.conv2, "in", None), "last": (model.bn2, "out", None),
+           "fc": (model.linear, "in", None), "logits": (model.linear, "out", None)}
+    for j, blk in enumerate(blocks):
+        pts.update({f"b{j}.{c}": (getattr(blk, c), "in", None) for c in ("conv1", "conv2", "conv3")})
+    obs = _observe(model, images, pts)
+    x = _input(b, images, _consumer_spec(model.conv1, obs["image"]))
+
+    def block_in_spec(j):
+        if j == len(blocks):
+            return _consumer_spec(model.conv2, obs["head"])
+        blk = blocks[j]
+        readers = [blk.conv1] + ([blk.shortcut[0]] if len(blk.shortcut) else [])
+        specs = [_consumer_spec(m, obs[f"b{j}.conv1"]) for m in readers if isinstance(m, lutnet.LUTLayer)]
+        if any(s != specs[0] for s in specs):
+            raise WPError(f"block {j}: its two pooled convs quantize the same input differently ({specs})")
+        return specs[0] if specs else _pow2_spec(*obs[f"b{j}.conv1"])
+
+    x = b.conv_requant("conv1", model.conv1, x, model.bn1, b.tensor((0, 0, 0), CODES, block_in_spec(0)), relu=True)
+    names = {id(m): n for n, m in model.named_modules()}
+    for j, blk in enumerate(blocks):
+        e = b.conv_requant(names[id(blk.conv1)], blk.conv1, x, blk.bn1,
+                           b.tensor((0, 0, 0), CODES, _consumer_spec(blk.conv2, obs[f"b{j}.conv2"])), relu=True)
+        d = b.conv_requant(names[id(blk.conv2)], blk.conv2, e, blk.bn2,
+                           b.tensor((0, 0, 0), CODES, _consumer_spec(blk.conv3, obs[f"b{j}.conv3"])), relu=True)
+        residual, res_off = None, None
+        if blk.stride == 1:
+            if len(blk.shortcut):
+                sc = b.conv_requant(names[id(blk.shortcut[0])], blk.shortcut[0], x, None, None, relu=False)
+                sc_scale, sc_off = b.last_affine
+                a, off = _affine_bn(blk.shortcut[1], sc.shape[2])
+                residual, res_off = (sc_scale * a, sc), a * sc_off + off
+            else:
+                residual, res_off = (np.full(x.shape[2], x.spec.step), x), 0.0
+        x = b.conv_requant(names[id(blk.conv3)], blk.conv3, d, blk.bn3, b.tensor((0, 0, 0), CODES, block_in_spec(j + 1)),
+                           relu=False, residual=residual, res_offset=res_off)
+    lo, hi = obs["last"]
+    h = b.conv_requant("conv2", model.conv2, x, model.bn2, b.tensor((0, 0, 0), CODES, _pow2_spec(0.0, max(hi, 0.0))),
+                       relu=True)
+    hh, ww, c = h.shape
+    s = b.tensor((1, 1, c), INT32)
+    b.op("avgpool", type=SUMPOOL, in0=h.id, out=s.id, in_h=hh, in_w=ww, in_c=c, out_h=1, out_w=1, out_c=c, kh=hh, kw=ww,
+         sh=1, sw=1, ph=0, pw=0, in_zp=h.spec.zp)
+    g = b.tensor((1, 1, c), CODES, _pow2_spec(*obs["fc"]))
+    f = b.requant_fields("avgpool", [(np.full(c, h.spec.step / (hh * ww)), None)], np.zeros(c), g, relu=False)
+    b.op("avgpool_q", type=REQUANT, in0=s.id, out=g.id, out_h=1, out_w=1, out_c=c, **f)
+    out = _logits(b, obs["logits"])
+    b.conv_requant("linear", model.linear, g, None, out, relu=False)
+    b.p.output = out.id
+
+
 def compile(model: nn.Module, images: torch.Tensor, *, variant: str = "auto") -> Program:
     """The integer program of ``model`` (a :func:`wp.lutnet.convert`\\ ed network, or a float one: all
     its convs then run as int8), with the ranges of the tensors no pooled layer reads calibrated on
@@ -425,9 +482,11 @@ def compile(model: nn.Module, images: torch.Tensor, *, variant: str = "auto") ->
         _tinyconv(b, model, images)
     elif kind == "CifarResNet":
         _resnet(b, model, images)
+    elif kind == "MobileNetV2":
+        _mobilenet(b, model, images)
     else:
-        raise WPError(f"the runtime supports TinyConv and the CIFAR ResNets, not {kind}: "
-                      "MobileNet-v2 (depthwise convs) is not implemented yet")
+        raise WPError(f"the runtime supports TinyConv, the CIFAR ResNets and MobileNet-v2, not {kind}: "
+                      "write its op list in wp/intnet.py")
     _plan(b.p)
     return b.p
 
@@ -509,13 +568,17 @@ def run(p: Program, images: torch.Tensor) -> tuple[np.ndarray, list[np.ndarray]]
             x = images.float().permute(0, 2, 3, 1).numpy().astype(np.float32)
             q = np.rint(x * np.float32(op["inv_step"]))
             y = np.clip(q, op["lo"], op["hi"]).astype(np.int64)
-        elif t in (CONV8, LUTCONV):
+        elif t in (CONV8, LUTCONV, DWCONV8):
             x = vals[op["in0"]]
             h, w, c = op["in_h"], op["in_w"], op["in_c"]
             codes = torch.from_numpy(x.reshape(n, h, w, c)).permute(0, 3, 1, 2)
             if t == CONV8:
                 wt = torch.from_numpy(p.arrays[op["w"]].astype(np.float64)).permute(0, 3, 1, 2)
                 acc = F.conv2d(codes.double(), wt, None, (op["sh"], op["sw"]), (op["ph"], op["pw"]))
+                acc = acc.round().long()
+            elif t == DWCONV8:
+                wt = torch.from_numpy(p.arrays[op["w"]].astype(np.float64)).permute(2, 0, 1)[:, None]
+                acc = F.conv2d(codes.double(), wt, None, (op["sh"], op["sw"]), (op["ph"], op["pw"]), groups=c)
                 acc = acc.round().long()
             else:
                 acc = lut.lut_conv2d(codes, op["ref_indices"].cpu(), op["ref_table"].cpu(),

@@ -34,7 +34,7 @@ int main(int argc, char **argv)
         for (int i = 0; i < net.n_ops; i++) {
             const wp_op *op = &net.ops[i];
             wp_run_op(&net, i, image);
-            const int int32 = op->type == WP_SUMPOOL || ((op->type == WP_CONV8 || op->type == WP_LUTCONV ||
+            const int int32 = op->type == WP_SUMPOOL || ((op->type == WP_CONV8 || op->type == WP_DWCONV8 || op->type == WP_LUTCONV ||
                                                           op->type == WP_REQUANT) && op->out_kind == WP_INT32);
             for (long j = 0; j < n_out(op); j++) {
                 int32_t v;

@@ -112,6 +112,33 @@ __attribute__((noinline)) static void conv8(const wp_op *op, uint8_t *arena)
     }
 }
 
+/* ---- depthwise int8 convolution, CMSIS-NN arm_depthwise_conv_s8 (generic, channel multiplier 1) ---------- */
+
+__attribute__((noinline)) static void dwconv8(const wp_op *op, uint8_t *arena)
+{
+    const int8_t *in = (const int8_t *)(arena + op->in0);
+    const int8_t *w = (const int8_t *)op->w;
+    const int c_n = op->in_c, ih = op->in_h, iw = op->in_w, kw = op->kw;
+    const int32_t in_off = op->in_zp;
+    for (int oy = 0; oy < op->out_h; oy++) {
+        const int y0 = oy * op->sh - op->ph;
+        const int ky0 = y0 < 0 ? -y0 : 0, ky1 = ih - y0 < op->kh ? ih - y0 : op->kh;
+        for (int ox = 0; ox < op->out_w; ox++) {
+            const int x0 = ox * op->sw - op->pw;
+            const int kx0 = x0 < 0 ? -x0 : 0, kx1 = iw - x0 < kw ? iw - x0 : kw;
+            const long base = ((long)oy * op->out_w + ox) * c_n;
+            for (int c = 0; c < c_n; c++) {
+                int32_t sum = 0;
+                for (int ky = ky0; ky < ky1; ky++)
+                    for (int kx = kx0; kx < kx1; kx++)
+                        sum += ((int32_t)in[((long)(y0 + ky) * iw + (x0 + kx)) * c_n + c] + in_off) *
+                               w[(ky * kw + kx) * c_n + c];
+                store(op, arena, base + c, requant(op, c, sum, read_in1(op, arena, base + c)));
+            }
+        }
+    }
+}
+
 /* ---- bit-serial LUT kernels --------------------------------------------------------------------------
  * One call handles one input z-vector (8 channels at one tap) for all F filters. Bit plane b weighs 2^b;
  * with signed (two's-complement) codes the top plane is subtracted. The kernels are instantiated per bit
@@ -333,6 +360,7 @@ void wp_run_op(const wp_net *net, int i, const float *image)
     switch (op->type) {
     case WP_QUANT_INPUT: quant_input(op, net->arena, image); break;
     case WP_CONV8: conv8(op, net->arena); break;
+    case WP_DWCONV8: dwconv8(op, net->arena); break;
     case WP_LUTCONV: lutconv(op, net->arena); break;
     case WP_MAXPOOL: maxpool(op, net->arena); break;
     case WP_SUMPOOL: sumpool(op, net->arena); break;

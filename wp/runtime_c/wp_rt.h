@@ -12,6 +12,7 @@
  *                   int32 accumulator, fused requantization
  *   WP_LUTCONV      bit-serial lookup-table conv of a pooled layer (indices [ky][kx][C/8][F]), variants
  *                   plain / active-table cache / cache + precomputation, fused requantization
+ *   WP_DWCONV8      depthwise conv, int8 weights [kh][kw][C], CMSIS arm_depthwise_conv_s8 order (y, x, ch, ky, kx)
  *   WP_MAXPOOL      codes -> codes
  *   WP_SUMPOOL      codes -> int32 window sums (average pooling with the divisor folded into a requant)
  *   WP_REQUANT      int32 -> codes or int32
@@ -31,7 +32,7 @@ typedef int16_t wp_lut_t;
 typedef int8_t wp_lut_t;
 #endif
 
-enum { WP_QUANT_INPUT = 1, WP_CONV8, WP_LUTCONV, WP_MAXPOOL, WP_SUMPOOL, WP_REQUANT };
+enum { WP_QUANT_INPUT = 1, WP_CONV8, WP_LUTCONV, WP_MAXPOOL, WP_SUMPOOL, WP_REQUANT, WP_DWCONV8 };
 enum { WP_PLAIN = 0, WP_CACHE = 1, WP_PRECOMPUTE = 2 };
 enum { WP_NONE = 0, WP_CODES = 1, WP_INT32 = 2 };
 
@@ -47,7 +48,7 @@ typedef struct {
     int32_t lo, hi;          /* output clamp */
     int32_t in0, in1, out;   /* arena byte offsets */
     float inv_step;          /* WP_QUANT_INPUT */
-    const void *w;           /* int8 weights OHWI, or uint8 indices [ky][kx][C/8][F] */
+    const void *w;           /* int8 weights OHWI ([kh][kw][C] depthwise), or uint8 indices [ky][kx][C/8][F] */
     const wp_lut_t *lut;     /* [256][K] */
     const int32_t *m0, *m1;  /* per output channel multipliers */
     const int64_t *b;        /* per output channel offsets */
