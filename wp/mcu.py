@@ -176,7 +176,8 @@ def symbols(elf: str | Path) -> dict[str, int]:
 
 
 class Emulator:
-    """A Cortex-M3 image loaded into unicorn, ready to run ``wp_entry`` on images."""
+    """A Cortex-M3 image loaded into unicorn, ready to run ``wp_entry`` on images. The counter library holds
+    one code image: use one emulator at a time per process (the latest one created counts correctly)."""
 
     def __init__(self, elf: str | Path):
         from unicorn import UC_ARCH_ARM, UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_MEM_READ, UC_MODE_MCLASS, UC_MODE_THUMB, Uc
