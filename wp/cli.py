@@ -210,6 +210,41 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a workflow config: its networks (default names), pool_fc and pooled_layers selections")
     sp.add_argument("--layers", action="store_true", help="also list each network's pooled layers")
 
+    # --- Cortex-M3 runtime measured by emulation (issue 18) ---
+    def mcu_common(sp):
+        sp.add_argument("--build", required=True, help="directory for the generated headers and images")
+        sp.add_argument("--cpi", type=float, default=1.6, help="cycles per instruction of the cycle estimate")
+        sp.add_argument("--wait-states", type=int, default=3, help="flash wait states of the cycle estimate")
+        sp.add_argument("--seed", type=int, default=0)
+
+    sp = sub.add_parser("mcu_table7", aliases=["mcu-table7"], help="tables/table7.csv: networks on an emulated Cortex-M3")
+    sp.add_argument("--networks", nargs="+", required=True)
+    sp.add_argument("--pools", nargs="+", type=int, default=[64, 32])
+    sp.add_argument("--lut-bits", type=int, default=8)
+    sp.add_argument("--variant", default="auto", choices=["auto", "plain", "cache", "precompute"])
+    sp.add_argument("--min-bits", default="paper", choices=["paper", "table6"])
+    sp.add_argument("--table6", help="tables/table6.csv (with --min-bits table6)")
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--md", required=True)
+    mcu_common(sp)
+    sp = sub.add_parser("mcu_figure7", aliases=["mcu-figure7"], help="figure 7: LUT caching and precomputation")
+    sp.add_argument("--filters", nargs="+", type=int, required=True)
+    sp.add_argument("--size", type=int, default=16)
+    sp.add_argument("--k", type=int, default=64)
+    sp.add_argument("--bits", type=int, default=8)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--png", required=True)
+    mcu_common(sp)
+    sp = sub.add_parser("mcu_figure8", aliases=["mcu-figure8"], help="figure 8: speedup vs activation bits")
+    sp.add_argument("--channels", type=int, default=128)
+    sp.add_argument("--bits", nargs="+", type=int, required=True)
+    sp.add_argument("--size", type=int, default=16)
+    sp.add_argument("--k", type=int, default=64)
+    sp.add_argument("--out", required=True)
+    sp.add_argument("--png", required=True)
+    mcu_common(sp)
+    # --- end Cortex-M3 runtime ---
+
     sp = sub.add_parser("check-config", help="validate a config file, print it with defaults filled in")
     sp.add_argument("configfile")
     return p
@@ -337,6 +372,23 @@ def dispatch(args: argparse.Namespace) -> None:
                         pool_fc=args.pool_fc or bool(cfg and cfg["pool_fc"]),
                         selection=cfg["pooled_layers"].get(n) if cfg else None) for n in names]
         print(show(rows, args.layers))
+    # --- Cortex-M3 runtime (issue 18) ---
+    elif cmd == "mcu_table7":
+        from wp.stages import mcu
+
+        mcu.run_table7(args.networks, args.pools, args.lut_bits, args.variant, args.min_bits, args.out, args.md, args.build,
+                       table6_csv=args.table6, cpi=args.cpi, wait_states=args.wait_states, seed=args.seed)
+    elif cmd == "mcu_figure7":
+        from wp.stages import mcu
+
+        mcu.run_figure7(args.filters, args.size, args.k, args.bits, args.out, args.png, args.build, cpi=args.cpi,
+                        wait_states=args.wait_states, seed=args.seed)
+    elif cmd == "mcu_figure8":
+        from wp.stages import mcu
+
+        mcu.run_figure8(args.channels, args.bits, args.size, args.k, args.out, args.png, args.build, cpi=args.cpi,
+                        wait_states=args.wait_states, seed=args.seed)
+    # --- end Cortex-M3 runtime ---
     elif cmd == "check_config":
         from wp import config
 

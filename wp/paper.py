@@ -117,3 +117,31 @@ def table3_accounting(model, pooled_layers: list[str], k: int, lut_bits: int = 8
     return {"params": conv_params, "bytes_uncompressed": original, "bytes_compressed": compressed, "lut_bytes": lut,
             "ratio": original / compressed, "lut_share": 100 * lut / compressed,
             "lut_overhead_as_printed": 100 * lut / (compressed + lut)}
+# Table 2: the two boards (both Cortex-M3): SRAM and flash in bytes, clock in MHz.
+BOARDS = {"f207": {"name": "STM32F207ZG (MC-large)", "sram": 128 * 1024, "flash": 1024 * 1024, "mhz": 120},
+          "f103": {"name": "STM32F103RB (MC-small)", "sram": 20 * 1024, "flash": 128 * 1024, "mhz": 72}}
+
+# Table 7: latency (s) of the conv layers, CMSIS-NN 8-bit ("int8") and pools of 64/32 at 8 bits and at
+# Table 6's minimum bit width ("m"); None where the paper gives "/" (does not fit) or no row.
+TABLE7 = {
+    ("f207", "tinyconv"): {"int8": 1.06, "64-8": 0.83, "32-8": 0.75, "64-m": 0.60, "32-m": 0.57},
+    ("f207", "resnet_mlperf"): {"int8": 0.60, "64-8": 0.49, "32-8": 0.43, "64-m": 0.31, "32-m": 0.28},
+    ("f207", "resnet_10"): {"int8": 5.28, "64-8": 3.00, "32-8": 2.22, "64-m": 1.87, "32-m": 1.61},
+    ("f207", "resnet_14"): {"int8": None, "64-8": 3.46, "32-8": 2.59, "64-m": 1.92, "32-m": 1.73},
+    ("f207", "mobilenet_v2"): {"int8": None, "64-8": 3.60, "32-8": 3.12, "64-m": 3.07, "32-m": 2.78},
+    ("f103", "tinyconv"): {"int8": 1.95, "64-8": 1.49, "32-8": 1.33, "64-m": 0.99, "32-m": 0.89},
+    ("f103", "resnet_mlperf"): {"int8": 1.24, "64-8": 1.07, "32-8": 0.89, "64-m": 0.63, "32-m": 0.55},
+}
+
+# The runtime's view of the networks (reference-runtime.md section 10): input channels and image size.
+RUNTIME_INPUT = {"tinyconv": (3, 28), "resnet_mlperf": (3, 32), "resnet_10": (3, 32), "resnet_14": (3, 32),
+                 "mobilenet_v2": (3, 32)}
+
+# Figure 7 (read off the plot, 192 filters from the text): speedup over the plain bit-serial kernel of
+# single 3x3 layers (channels = filters, 16x16 input, pool 64).
+FIGURE7 = {32: {"cache": 1.0, "precompute": 0.7}, 64: {"cache": 1.2, "precompute": 1.18},
+           128: {"cache": 1.37, "precompute": 1.9}, 192: {"cache": 1.44, "precompute": 2.45}}
+
+# Figure 8 (read off the plot): speedup over 8-bit activations of the 128-channel, 128-filter layer.
+FIGURE8 = {"cache": {8: 1.0, 7: 1.05, 6: 1.2, 5: 1.4, 4: 1.85, 3: 2.25, 2: 2.75, 1: 3.9},
+           "precompute": {8: 1.0, 7: 1.08, 6: 1.2, 5: 1.3, 4: 1.48, 3: 1.7, 2: 2.0, 1: 2.3}}
