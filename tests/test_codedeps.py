@@ -16,6 +16,9 @@ from wp import codedeps
 COMMANDS = sorted(p.stem for p in (REPO / "wp" / "stages").glob("*.py")
                   if p.stem not in ("__init__", "common") and not p.stem.startswith("compare_"))
 COMMANDS += ["compare_table"]
+# stages whose commands are named otherwise: stage module -> the commands that run it
+STAGE_COMMANDS = {"mcu": ["mcu_table7", "mcu_figure7", "mcu_figure8"]}
+COMMANDS = [c for stage in COMMANDS for c in STAGE_COMMANDS.get(stage, [stage])]
 METHODS = ("prune", "ternary", "valueset", "sharing")
 
 # In one fresh interpreter, for each stage module in turn: forget every wp module, import wp.cli (what
@@ -38,12 +41,13 @@ CASES = [c for c in COMMANDS if c != "compare"] + [f"compare:{m}" for m in METHO
 
 def stage_of(case: str) -> str:
     cmd, _, method = case.partition(":")
+    cmd = next((stage for stage, cmds in STAGE_COMMANDS.items() if cmd in cmds), cmd)
     return f"wp.stages.compare_{method}" if method else f"wp.stages.{cmd}"
 
 
 @pytest.fixture(scope="module")
 def loaded() -> dict[str, set[str]]:
-    stages = [stage_of(c) for c in CASES]
+    stages = sorted({stage_of(c) for c in CASES})
     r = subprocess.run([sys.executable, "-c", LOADED, *stages], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr
     return {s: {Path(f).resolve().relative_to(REPO).as_posix() for f in files} for s, files in json.loads(r.stdout).items()}
@@ -65,6 +69,10 @@ def test_closure_follows_lazy_imports_and_the_issues_examples():
     assert {f"wp/data/{p.name}" for p in (REPO / "wp" / "data").glob("*.py")} <= set(codedeps.closure("pretrain"))
     assert "wp/kmeans.py" in codedeps.closure("cluster") and "wp/kmeans.py" in codedeps.closure("wp_train")
     assert "wp/sweeps.py" in codedeps.closure("quant_eval")  # imported in cli's quant_eval branch only
+    # the C sources wp.mcu compiles (its CODE_DATA) are code inputs of the mcu commands, not of the others
+    runtime = {f"wp/runtime_c/{p.name}" for p in (REPO / "wp" / "runtime_c").iterdir() if p.is_file()}
+    assert runtime and runtime <= set(codedeps.closure("mcu_figure7"))
+    assert not runtime & set(codedeps.closure("table3"))
 
 
 def test_other_commands_and_methods_are_left_out():

@@ -6,7 +6,9 @@ the files this module finds, never a hand-kept list. The walk is static (``ast``
 and the package ``__init__.py`` files such an import executes. The two files that dispatch on a name
 (``DISPATCH``: ``wp/cli.py`` on the command, ``wp/stages/compare.py`` on the method) are walked along
 the chosen path only: other commands' ``if cmd == "...":`` branches, and functions that path never
-calls, are left out.
+calls, are left out. A module that reads files of its own at run time (C sources it compiles) names them
+in a module-level ``CODE_DATA`` tuple of paths relative to its directory (a directory stands for every
+file under it): they are code inputs of every command whose closure holds the module.
 """
 
 from __future__ import annotations
@@ -29,6 +31,18 @@ def module_file(name: str) -> Path | None:
         if path.is_file():
             return path
     return None
+
+
+def _code_data(tree: ast.Module, path: Path) -> set[Path]:
+    """The files a module's ``CODE_DATA = ("dir", "file", ...)`` names (relative to its directory)."""
+    found: set[Path] = set()
+    for n in tree.body:
+        if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "CODE_DATA" for t in n.targets):
+            for entry in ast.literal_eval(n.value):
+                target = path.parent / entry
+                found |= {p for p in target.rglob("*") if p.is_file() and "__pycache__" not in p.parts} \
+                    if target.is_dir() else {target}
+    return found
 
 
 def _packages(name: str) -> list[str]:
@@ -116,9 +130,10 @@ def _imported(tree: ast.Module, module: str, is_package: bool, dispatch: tuple[s
 @lru_cache(maxsize=None)
 def closure(command: str, method: str | None = None) -> tuple[str, ...]:
     """Sorted paths (relative to the directory holding ``wp``) of every ``wp`` source file that
-    ``python -m wp <command>`` (``compare``: with ``--method method``) may import."""
+    ``python -m wp <command>`` (``compare``: with ``--method method``) may import, and the files those
+    modules name in ``CODE_DATA``."""
     choice = {"cmd": command.replace("-", "_"), "method": method}
-    todo, seen = [ENTRY], set()
+    todo, seen, data = [ENTRY], set(), set()
     while todo:
         name = todo.pop()
         if name in seen:
@@ -129,6 +144,9 @@ def closure(command: str, method: str | None = None) -> tuple[str, ...]:
             continue
         rel = path.relative_to(ROOT).as_posix()
         dispatch = (DISPATCH[rel][0], choice[DISPATCH[rel][0]], DISPATCH[rel][1]) if rel in DISPATCH else None
-        deps = _imported(ast.parse(path.read_text(), rel), name, path.name == "__init__.py", dispatch)
+        tree = ast.parse(path.read_text(), rel)
+        data |= _code_data(tree, path)
+        deps = _imported(tree, name, path.name == "__init__.py", dispatch)
         todo += [p for dep in deps for p in _packages(dep)]
-    return tuple(sorted(module_file(n).relative_to(ROOT).as_posix() for n in seen if module_file(n)))
+    files = {module_file(n) for n in seen if module_file(n)} | data
+    return tuple(sorted(f.relative_to(ROOT).as_posix() for f in files))

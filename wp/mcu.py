@@ -24,7 +24,8 @@ import numpy as np
 
 from wp import WPError, intnet
 
-SRC = Path(__file__).resolve().parent / "runtime_c"
+CODE_DATA = ("runtime_c",)  # the C sources every build compiles: code inputs of the mcu rules (wp.codedeps)
+SRC = Path(__file__).resolve().parent / CODE_DATA[0]
 M3_FLAGS = ["-mcpu=cortex-m3", "-mthumb", "-O2", "-std=c99", "-ffunction-sections", "-fdata-sections"]
 HOST_FLAGS = ["-O2", "-std=c99", "-Wall", "-Wextra", "-Werror"]
 TOOLCHAIN_HINT = ("install the Cortex-M toolchain and the emulator: apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
