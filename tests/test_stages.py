@@ -82,7 +82,7 @@ def test_table4_from_metrics(tmp_path):
     import pandas as pd
 
     df = pd.read_csv(tmp_path / "t4.csv")
-    assert list(df.columns) == ["dataset", "network", "original", "wp32", "wp64", "paper_original", "paper_wp32", "paper_wp64", "test_images", "pool_scale"]
+    assert list(df.columns) == ["dataset", "network", "original", "wp32", "wp64", "paper_original", "paper_wp32", "paper_wp64", "test_images", "pool_scale", "notes"]
     r10 = df[df.network == "resnet_10"].iloc[0]
     assert (r10.original, r10.wp32, r10.wp64, r10.paper_original, r10.paper_wp64) == (90.12, 88.0, 89.5, 91.0, 89.8)
     assert pd.isna(df[df.network == "tinyconv"].iloc[0].paper_original)
