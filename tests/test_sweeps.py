@@ -171,3 +171,26 @@ def test_tensors_are_untouched_by_evaluation(digits_h5, wp16, tmp_path):
     evaluate(digits_h5, wp16 / "wp16.pt", tmp_path / "e.json", act_bits=4, lut_bits=4)
     assert (wp16 / "wp16.pt").read_bytes() == before
     assert torch.load(wp16 / "wp16.pt", weights_only=True)["kind"] == "pooled"
+
+
+def test_sweep_test_images_score_a_class_balanced_subset_and_table5_compares_like_with_like(digits_h5, wp16, tmp_path):
+    full = evaluate(digits_h5, wp16 / "wp16.pt", tmp_path / "full.json", lut_bits=8)
+    part = evaluate(digits_h5, wp16 / "wp16.pt", tmp_path / "part.json", lut_bits=8, test_images=50)
+    again = evaluate(digits_h5, wp16 / "wp16.pt", tmp_path / "again.json", lut_bits=None, test_images=50)
+    assert full["test_images"] > 50 and part["test_images"] == again["test_images"] == 50
+    assert part["provenance"]["config_hash"] != full["provenance"]["config_hash"]  # the setting is part of the record
+    # the subset: 5 of each of the 10 digits, the same images for every point (the float score agrees)
+    from wp import data
+    from wp.stages.common import splits
+    ds = data.read(digits_h5)
+    _, _, test = splits(ds, {**HP, "selection": "final"}, 0, torch.device("cpu"))
+    sub = quant_eval.sweep_test_set(test, 50, 0)
+    assert torch.bincount(sub.labels, minlength=10).tolist() == [5] * 10
+    assert part["float_top1"] == again["float_top1"] == pytest.approx(quant_eval.evaluate(
+        quant_eval.load_pooled(wp16 / "wp16.pt", "tinyconv", torch.device("cpu"))[1], sub, 64))
+    assert quant_eval.sweep_test_set(test, None, 0) is test and quant_eval.sweep_test_set(test, 10 ** 6, 0) is test
+    # table 5: the float column is the float network on the images the sweep scored
+    wp = json.loads((wp16 / "wp16.json").read_text())
+    row = tables.table5([part, again], [wp]).iloc[0]
+    assert row["float"] == round(part["float_top1"], 2) and row["test_images"] == 50
+    assert tables.table5([full], [wp]).iloc[0]["float"] == round(wp["test_top1"], 2)

@@ -121,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("quant_eval", aliases=["quant-eval"],
                         help="evaluate a pooled network with quantized activations from the bit-serial LUT")
     deployed(sp, "none", "LUT entry bits, or 'none' for no table", "JSON settings of wp_train (its test subset is scored)")
+    sp.add_argument("--test-images", type=int, default=None,
+                    help="score a seeded class-balanced subset of this many of wp_train's test images (default: all)")
     sp.add_argument("--metrics", required=True)
     common(sp)
 
@@ -301,7 +303,8 @@ def dispatch(args: argparse.Namespace) -> None:
 
         quant_eval.run(args.data, args.checkpoint, args.network, args.act_bits, parse_lut(args.lut_bits), _hparams(args.hparams),
                        args.metrics, lut_mode=args.lut_mode, signed_mode=args.signed_mode,
-                       calibration_images=args.calibration_images, act_range=args.act_range, seed=args.seed, device=args.device)
+                       calibration_images=args.calibration_images, act_range=args.act_range, seed=args.seed, device=args.device,
+                       test_images=args.test_images)
     elif cmd == "act_train":
         from wp.stages import act_train
 

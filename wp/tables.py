@@ -120,17 +120,20 @@ def eval_notes(ms: list[dict], extra=()) -> str:
 
 def table5(evals: list[dict], floats: list[dict]) -> pd.DataFrame:
     """Accuracy vs LUT bits: per (dataset, network) the float weight-pool network (``wp_train``
-    metrics, no quantization) with the paper's "No-LUT" column beside it (``paper_no_lut``: the paper's
-    pool network with float activations, what ``float`` is), ``no_lut`` (quantized activations, float
-    weights) and ``lut{n}`` for every LUT bit width found among the ``quant_eval`` metrics; the paper's
-    values beside, and notes."""
+    metrics, no quantization; the evaluations' own float score where they scored fewer images) with the
+    paper's "No-LUT" column beside it (``paper_no_lut``: the paper's pool network with float activations,
+    what ``float`` is), ``no_lut`` (quantized activations, float weights) and ``lut{n}`` for every LUT bit
+    width found among the ``quant_eval`` metrics; the paper's values beside, and notes."""
     float_top1 = {(m["dataset"], m["network"]): m["test_top1"] for m in floats}
+    float_images = {(m["dataset"], m["network"]): m.get("test_images") for m in floats}
     groups = _by_network(evals, "quant_eval")
     rows, bits = [], sorted({m["lut_bits"] for m in evals if m["lut_bits"] is not None}, reverse=True)
     for (dataset, network), ms in sorted(groups.items()):
         ref = paper.TABLE5.get((dataset, network), {})
         row = {"dataset": dataset, "network": network, "k": ms[0]["k"], "act_bits": ms[0]["act_bits"],
                "float": _r(float_top1.get((dataset, network)))}
+        if float_images.get((dataset, network)) not in (None, ms[0]["test_images"]):  # sweeps.test_images: same images
+            row["float"] = _r(ms[0]["float_top1"])
         for m in ms:
             row["no_lut" if m["lut_bits"] is None else f"lut{m['lut_bits']}"] = _r(m["test_top1"])
         row["paper_no_lut"] = ref.get("none")

@@ -28,6 +28,7 @@ rule quant_eval:
         signed_mode=SWEEPS["signed_mode"],
         calibration=SWEEPS["calibration_images"],
         act_range=SWEEPS["act_range"],
+        test_images="" if SWEEPS["test_images"] is None else f"--test-images {SWEEPS['test_images']}",
         seed=config["seed"],
         device=RESOLVED_DEVICE,
         torch_threads=TORCH_THREADS,
@@ -35,7 +36,8 @@ rule quant_eval:
         "{PY} quant_eval --data {input.data:q} --checkpoint {input.ckpt:q} --network {wildcards.network} "
         "--act-bits {wildcards.abits} --lut-bits {wildcards.lbits} --lut-mode {params.lut_mode} "
         "--signed-mode {params.signed_mode} --calibration-images {params.calibration} --act-range {params.act_range} --hparams {params.hparams:q} "
-        "--seed {params.seed} --device {DEVICE} --threads {params.torch_threads} --metrics {output:q} > {log:q} 2>&1"
+        "{params.test_images} --seed {params.seed} --device {DEVICE} --threads {params.torch_threads} "
+        "--metrics {output:q} > {log:q} 2>&1"
 
 
 rule act_train:

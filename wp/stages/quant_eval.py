@@ -5,7 +5,8 @@ Evaluates a weight-pool checkpoint (``wp{K}.pt``, or one retrained with quantize
 from the lookup table quantized to ``lut_bits`` (``None``: no table, the quantized activations times
 the float pool weights). Activation ranges come from the checkpoint when it was retrained with them,
 otherwise they are calibrated for ``act_bits`` on training images (never the test set). The test images are the ones
-``wp_train`` scored (same ``test_subset`` and seed), so the numbers sit beside Table 4's.
+``wp_train`` scored (same ``test_subset`` and seed), so the numbers sit beside Table 4's; with ``test_images``
+(``sweeps.test_images``) a seeded class-balanced subset of them, the same for every sweep point.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from wp import WPError, checkpoint, data, lutnet, provenance, quant
 from wp.io import write_json
 from wp.stages.common import check_dataset, seed_everything, splits
-from wp.train import Tensors, as_float, evaluate, resolve_device
+from wp.train import Tensors, as_float, evaluate, resolve_device, subset_indices
 
 
 def calibration_batches(train: Tensors, images: int, seed: int, batch_size: int = 256):
@@ -58,9 +59,21 @@ def act_ranges(ckpt: dict, model: torch.nn.Module, train: Tensors, images: int, 
     return lutnet.calibrate(model, ckpt["pooled_layers"], calibration_batches(train, images, seed), method=method, bits=bits)
 
 
+def sweep_test_set(test: Tensors, images: int | None, seed: int) -> Tensors:
+    """The test images a sweep point scores: all of ``test`` (``images`` None), else a seeded class-balanced
+    subset of ``images`` of them (the same for every point of a config)."""
+    if images is None or images >= len(test):
+        return test
+    if images < 1:
+        raise WPError(f"sweeps.test_images {images} must be at least 1 (or null for all of wp_train's test images)")
+    keep = torch.from_numpy(subset_indices(test.labels.cpu().numpy(), images, seed + 3)).to(test.labels.device)
+    return Tensors(test.images[keep], test.labels[keep])
+
+
 def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: int, lut_bits: int | None,
         hp: dict, out_metrics: str | Path, *, lut_mode: str = "strict", signed_mode: str = "twos",
-        calibration_images: int = 512, act_range: str = "mse", seed: int = 0, device: str = "auto") -> dict:
+        calibration_images: int = 512, act_range: str = "mse", seed: int = 0, device: str = "auto",
+        test_images: int | None = None) -> dict:
     if not 2 <= act_bits <= 16:
         raise WPError(f"activation bits {act_bits} out of range: choose 2..16")
     if lut_bits is not None and not 2 <= lut_bits <= 32:
@@ -71,6 +84,7 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
     check_dataset(ckpt, ds, ckpt_path)
     trained_bits = check_trained_bits(ckpt, act_bits, ckpt_path)
     train, _, test = splits(ds, {**hp, "selection": "final"}, seed, dev)
+    test = sweep_test_set(test, test_images, seed)
     seed_everything(seed)
     float_top1 = evaluate(model, test, hp["eval_batch_size"])
     ranges = act_ranges(ckpt, model, train, calibration_images, seed, bits=act_bits, method=act_range)
@@ -94,6 +108,6 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
                "provenance": provenance.collect(dev, seed, {"stage": "quant_eval", "dataset": ds.name, "network": network,
                                                             "k": int(ckpt["k"]), "act_bits": act_bits, "lut_bits": lut_bits,
                                                             "lut_mode": lut_mode, "signed_mode": signed_mode, "act_range": act_range,
-                                                            "hparams": hp})}
+                                                            "test_images": test_images, "hparams": hp})}
     write_json(out_metrics, metrics)
     return metrics
