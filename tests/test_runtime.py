@@ -226,6 +226,21 @@ def test_block_count_is_every_issued_instruction(tmp_path):
     assert skipped and skipped <= in_it
 
 
+@pytest.mark.skipif(not mcu.have_qemu(), reason="no qemu-system-arm (apt-get install qemu-system-arm) or no M3 toolchain")
+def test_qemu_icount_equals_unicorn_count(tmp_path):
+    """QEMU's mps2-an385 (Cortex-M3, -icount shift=0, one logged instruction per block) counts, for one pooled
+    3x3 layer run on a zero image, exactly the instructions per op and in all that unicorn's block counter does."""
+    m, centers, idx = pooled_model("resnet_mlperf", 2, 16, torch.float32, 8, 3)
+    lutnet.convert(m, centers, idx, lutnet.calibrate(m, list(idx), [torch.rand(2, 3, 8, 8)]), 4, 8)
+    layer = m.get_submodule("layer1.0.conv2")
+    assert isinstance(layer, lutnet.LUTLayer)
+    prog = intnet.compile_layer(layer, torch.rand(2, 16, 4, 4), variant="cache")
+    uni = mcu.Emulator(mcu.build_m3(prog, tmp_path / "uc")).run(None)  # wp_image is zero in both
+    q = mcu.run_qemu(mcu.build_qemu(prog, tmp_path / "q"))
+    assert uni["per_op"][1] > 50000  # the LUT conv
+    assert q["per_op"] == uni["per_op"] and q["instructions"] == uni["instructions"]
+
+
 # ---------------------------------------------------------------------------------------------------
 # 4. Table 7 and figures 7 / 8 (library at tiny sizes; the rules wired in the workflow)
 # ---------------------------------------------------------------------------------------------------
