@@ -127,11 +127,12 @@ def test_mobilenet_runtime_equals_integer_emulation(tmp_path):
 
 
 @needs_gcc
-@pytest.mark.parametrize("image_size, act_bits", [(20, 8), (12, 4)])
+@pytest.mark.parametrize("image_size, act_bits", [(20, 8), (12, 4), (4, 8)])
 def test_tinyconv_pooled_fc_after_flatten(tmp_path, image_size, act_bits):
     """TinyConv with its classifier pooled (pool_fc): the linear layer reads a 3x3x64 (or 2x2x64) tensor, so a
     z-vector (8 consecutive features of torch's C, H, W flatten) spans spatial positions of one channel and,
-    at 3x3, crosses channel boundaries; the runtime's flatten op must order the HWC codes like torch."""
+    at 3x3, crosses channel boundaries; the runtime's flatten op must order the HWC codes like torch. At 1x1
+    there is nothing to reorder and no flatten op."""
     from wp import pool
 
     m, centers, idx = pooled_model("tinyconv", 4, 32, torch.float32, image_size, 1)
@@ -147,13 +148,14 @@ def test_tinyconv_pooled_fc_after_flatten(tmp_path, image_size, act_bits):
     for variant in ("plain", "cache", "precompute"):
         prog = intnet.compile(m, x, variant=variant)
         assert sum(op["type"] == intnet.LUTCONV for op in prog.ops) == 3
-        assert [n for n, op in zip(prog.names, prog.ops) if op["type"] == intnet.FLATTEN] == ["fc1.flatten"]
-        logits, outs = intnet.run(prog, x)
-        # the flatten op's output is torch.flatten of the codes it reads (NCHW), independently computed
-        i = prog.names.index("fc1.flatten")
         side = (image_size + 4) // 8
-        hwc = torch.from_numpy(outs[i - 1].reshape(8, side, side, 64))
-        assert np.array_equal(outs[i], torch.flatten(hwc.permute(0, 3, 1, 2), 1).numpy())
+        flat = [n for n, op in zip(prog.names, prog.ops) if op["type"] == intnet.FLATTEN]
+        assert flat == (["fc1.flatten"] if side > 1 else [])
+        logits, outs = intnet.run(prog, x)
+        if side > 1:  # the flatten op's output is torch.flatten of the codes it reads (NCHW), independently computed
+            i = prog.names.index("fc1.flatten")
+            hwc = torch.from_numpy(outs[i - 1].reshape(8, side, side, 64))
+            assert np.array_equal(outs[i], torch.flatten(hwc.permute(0, 3, 1, 2), 1).numpy())
         check_host(prog, x, tmp_path / variant)
     if act_bits == 8:  # a random net's logits lie close together: at 4 bits its top-1 is a coin toss either way
         with torch.no_grad():
