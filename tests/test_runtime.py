@@ -126,6 +126,42 @@ def test_mobilenet_runtime_equals_integer_emulation(tmp_path):
         assert (logits.argmax(1) == m(x).argmax(1).numpy()).mean() >= 0.75
 
 
+@needs_gcc
+@pytest.mark.parametrize("image_size, act_bits", [(20, 8), (12, 4), (4, 8)])
+def test_tinyconv_pooled_fc_after_flatten(tmp_path, image_size, act_bits):
+    """TinyConv with its classifier pooled (pool_fc): the linear layer reads a 3x3x64 (or 2x2x64) tensor, so a
+    z-vector (8 consecutive features of torch's C, H, W flatten) spans spatial positions of one channel and,
+    at 3x3, crosses channel boundaries; the runtime's flatten op must order the HWC codes like torch. At 1x1
+    there is nothing to reorder and no flatten op."""
+    from wp import pool
+
+    m, centers, idx = pooled_model("tinyconv", 4, 32, torch.float32, image_size, 1)
+    w, idx["fc1"] = pool.project(m.fc1.weight.data, centers)
+    m.fc1.weight.data.copy_(w)
+    assert m.fc1.in_features == 64 * ((image_size + 4) // 8) ** 2
+    x = torch.rand(8, 1, image_size, image_size)
+    with torch.no_grad():
+        m.train()(x)  # BN statistics of these images
+    m.eval()
+    lutnet.convert(m, centers, idx, lutnet.calibrate(m, list(idx), [x]), act_bits, 8)
+    assert isinstance(m.fc1, lutnet.LUTLayer) and m.fc1.is_linear
+    for variant in ("plain", "cache", "precompute"):
+        prog = intnet.compile(m, x, variant=variant)
+        assert sum(op["type"] == intnet.LUTCONV for op in prog.ops) == 3
+        side = (image_size + 4) // 8
+        flat = [n for n, op in zip(prog.names, prog.ops) if op["type"] == intnet.FLATTEN]
+        assert flat == (["fc1.flatten"] if side > 1 else [])
+        logits, outs = intnet.run(prog, x)
+        if side > 1:  # the flatten op's output is torch.flatten of the codes it reads (NCHW), independently computed
+            i = prog.names.index("fc1.flatten")
+            hwc = torch.from_numpy(outs[i - 1].reshape(8, side, side, 64))
+            assert np.array_equal(outs[i], torch.flatten(hwc.permute(0, 3, 1, 2), 1).numpy())
+        check_host(prog, x, tmp_path / variant)
+    if act_bits == 8:  # a random net's logits lie close together: at 4 bits its top-1 is a coin toss either way
+        with torch.no_grad():
+            assert (logits.argmax(1) == m(x).argmax(1).numpy()).mean() >= 0.75
+
+
 def test_unsupported_network_is_one_clear_error():
     with pytest.raises(WPError, match="not Sequential"):
         intnet.compile(torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3)), torch.rand(2, 1, 12, 12))
@@ -190,6 +226,21 @@ def test_block_count_is_every_issued_instruction(tmp_path):
     assert res["instructions"] == sum(issued.values()) > 100000
     skipped = {a for a in issued if issued[a] != executed[a]}
     assert skipped and skipped <= in_it
+
+
+@pytest.mark.skipif(not mcu.have_qemu(), reason="no qemu-system-arm (apt-get install qemu-system-arm) or no M3 toolchain")
+def test_qemu_icount_equals_unicorn_count(tmp_path):
+    """QEMU's mps2-an385 (Cortex-M3, -icount shift=0, one logged instruction per block) counts, for one pooled
+    3x3 layer run on a zero image, exactly the instructions per op and in all that unicorn's block counter does."""
+    m, centers, idx = pooled_model("resnet_mlperf", 2, 16, torch.float32, 8, 3)
+    lutnet.convert(m, centers, idx, lutnet.calibrate(m, list(idx), [torch.rand(2, 3, 8, 8)]), 4, 8)
+    layer = m.get_submodule("layer1.0.conv2")
+    assert isinstance(layer, lutnet.LUTLayer)
+    prog = intnet.compile_layer(layer, torch.rand(2, 16, 4, 4), variant="cache")
+    uni = mcu.Emulator(mcu.build_m3(prog, tmp_path / "uc")).run(None)  # wp_image is zero in both
+    q = mcu.run_qemu(mcu.build_qemu(prog, tmp_path / "q"))
+    assert uni["per_op"][1] > 50000  # the LUT conv
+    assert q["per_op"] == uni["per_op"] and q["instructions"] == uni["instructions"]
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -22,6 +22,8 @@ identical; ``tests/test_runtime.py`` checks it). The arithmetic:
   only by int8 layers is 8-bit with a calibrated power-of-two range; max pooling runs on codes (it
   commutes with a monotone quantizer), average pooling is a window sum whose divisor folds into the
   next requantization, Hardtanh a clamp of that sum (exact: the steps are powers of two).
+* a pooled linear layer after a spatial tensor reads it through a flatten op that reorders the HWC codes
+  into torch's NCHW flatten order (channel slowest), so a z-vector is 8 consecutive features of that order.
 
 Codes are stored one byte per value, ``stored = code - zp`` (``zp = 128`` for unsigned 8-bit codes, else 0).
 
@@ -41,7 +43,7 @@ import torch.nn.functional as F
 
 from wp import WPError, lut, lutnet, quant
 
-QUANT_INPUT, CONV8, LUTCONV, MAXPOOL, SUMPOOL, REQUANT, DWCONV8 = 1, 2, 3, 4, 5, 6, 7
+QUANT_INPUT, CONV8, LUTCONV, MAXPOOL, SUMPOOL, REQUANT, DWCONV8, FLATTEN = 1, 2, 3, 4, 5, 6, 7, 8
 PLAIN, CACHE, PRECOMPUTE = 0, 1, 2
 VARIANTS = {"plain": PLAIN, "cache": CACHE, "precompute": PRECOMPUTE}
 NONE, CODES, INT32 = 0, 1, 2
@@ -180,6 +182,14 @@ class Builder:
         return {"m0": self.array("m0", np.ones(c, np.int32)), "b": self.array("b", np.zeros(c, np.int64)), "shift": 0,
                 "lo": -(2 ** 31), "hi": 2 ** 31 - 1, "out_kind": INT32, "out_zp": 0, "in1_kind": NONE, "in1": -1, "in1_zp": 0}
 
+    def flatten(self, name: str, x: Tensor) -> Tensor:
+        """``x`` (HWC codes) as a ``(1, 1, H·W·C)`` tensor in torch's NCHW flatten order (channel slowest)."""
+        h, w, c = x.shape
+        out = self.tensor((1, 1, h * w * c), x.kind, x.spec)
+        self.op(name, type=FLATTEN, in0=x.id, out=out.id, in_h=h, in_w=w, in_c=c, out_h=1, out_w=1, out_c=h * w * c,
+                in_zp=x.spec.zp, out_zp=x.spec.zp)
+        return out
+
     # ---- layers --------------------------------------------------------------------------------------
 
     def conv(self, name: str, module: nn.Module, x: Tensor) -> tuple[dict, np.ndarray, np.ndarray, tuple]:
@@ -196,8 +206,11 @@ class Builder:
             if module.signed and module.signed_mode != "twos":
                 raise WPError(f"{name}: the runtime reads signed codes as two's complement; export with signed_mode twos")
             if module.is_linear:
-                if (h, w) != (1, 1):
-                    raise WPError(f"{name}: a pooled linear layer after a spatial tensor is not supported")
+                if h * w * c != in_c:
+                    raise WPError(f"{name}: linear layer reads {in_c} features, the tensor has {h * w * c}")
+                if (h, w) != (1, 1):  # torch's flatten is C, H, W: a z-vector is 8 consecutive features of that order
+                    x = self.flatten(f"{name}.flatten", x)
+                    h, w, c = x.shape
             idx = module.indices.cpu().numpy().reshape(out_c, kh, kw, in_c // 8).transpose(1, 2, 3, 0)
             table = module.table.cpu().numpy()
             dt = np.int8 if table.min() >= -128 and table.max() <= 127 else np.int16
@@ -349,7 +362,7 @@ def _tinyconv(b: Builder, model: nn.Module, images: torch.Tensor) -> None:
         s = b.tensor((h // pk, w // pk, c), INT32)
         b.op(f"pool{i + 1}", type=SUMPOOL, in0=r.id, out=s.id, in_h=h, in_w=w, in_c=c, out_h=h // pk, out_w=w // pk,
              out_c=c, kh=pk, kw=pk, sh=pk, sw=pk, ph=0, pw=0, in_zp=r.spec.zp)
-        nxt = _consumer_spec(convs[i + 1], obs[f"conv{i + 1}"]) if i < 2 else _pow2_spec(*obs["fc"])
+        nxt = _consumer_spec(convs[i + 1], obs[f"conv{i + 1}"]) if i < 2 else _consumer_spec(model.fc1, obs["fc"])
         x = b.tensor(s.shape, CODES, nxt)
         a, off = _affine_bn(bns[i], c)
         clip = int(round(model.clip.max_val * pk * pk / r.spec.step))  # Hardtanh on the window sum, exact
@@ -593,6 +606,8 @@ def run(p: Program, images: torch.Tensor) -> tuple[np.ndarray, list[np.ndarray]]
             x = torch.from_numpy(vals[op["in0"]].reshape(n, op["in_h"], op["in_w"], op["in_c"])).permute(0, 3, 1, 2)
             y = F.avg_pool2d(x.double(), (op["kh"], op["kw"]), (op["sh"], op["sw"]), divisor_override=1)
             y = y.round().long().permute(0, 2, 3, 1).numpy()
+        elif t == FLATTEN:
+            y = vals[op["in0"]].reshape(n, op["in_h"], op["in_w"], op["in_c"]).transpose(0, 3, 1, 2)
         elif t == REQUANT:
             y = _requant(p, op, vals[op["in0"]].reshape(n, op["out_h"], op["out_w"], op["out_c"]), vals)
         else:

@@ -269,3 +269,57 @@ def cycle_estimate(instructions: int, flash_reads: int, cpi: float, wait_states:
     plus ``wait_states`` per data load from flash (the F207 runs its flash at 3 wait states at 120 MHz;
     its ART accelerator hides most instruction fetches but few random table or weight reads)."""
     return instructions * cpi + flash_reads * wait_states
+
+
+# ----------------------------------------------------------------------------------------------------
+# QEMU cross-check of the counts
+# ----------------------------------------------------------------------------------------------------
+
+def have_qemu() -> bool:
+    return shutil.which("qemu-system-arm") is not None and have_emulator()
+
+
+def build_qemu(program: intnet.Program, build: str | Path) -> Path:
+    """The runtime and ``program`` as an image for QEMU's ``mps2-an385`` board (vector table + reset that runs
+    ``wp_entry`` on a zero image and exits through semihosting)."""
+    require_emulator()
+    build = Path(build)
+    h = _write_header(program, build)
+    elf = build / "net_qemu.elf"
+    _run([cross_compiler(), *M3_FLAGS, *_max_defines(program), f"-I{SRC}", f'-DWP_NET_HEADER="{h}"',
+          str(SRC / "wp_rt.c"), str(SRC / "m3_main.c"), str(SRC / "qemu_start.c"), "-nostartfiles", "--specs=nano.specs",
+          f"-T{SRC / 'qemu.ld'}", "-Wl,--gc-sections", "-lm", "-o", str(elf)], "QEMU image build")
+    return elf
+
+
+def run_qemu(elf: str | Path, timeout: float = 300) -> dict:
+    """Per-op instruction counts of a :func:`build_qemu` image, from QEMU (``-icount shift=0`` for a
+    deterministic run, one instruction per translation block, every block execution logged without chaining):
+    the instructions from ``wp_entry`` to each ``wp_mark``, as :meth:`Emulator.run` counts them. A block the
+    icount budget interrupted at its start is logged twice; those repeats (the same PC twice in a row: no
+    instruction of the runtime branches to itself) are dropped. ``{"instructions", "per_op"}``."""
+    qemu = shutil.which("qemu-system-arm")
+    if qemu is None:
+        raise WPError("no qemu-system-arm: apt-get install qemu-system-arm")
+    elf = Path(elf)
+    log = elf.with_suffix(".exec.log")
+    r = subprocess.run([qemu, "-M", "mps2-an385", "-nographic", "-monitor", "none", "-serial", "none", "-semihosting",
+                        "-icount", "shift=0", "-singlestep", "-d", "exec,nochain", "-D", str(log), "-kernel", str(elf)],
+                       capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise WPError(f"qemu-system-arm failed ({r.returncode}): {r.stderr.strip()[-500:]}")
+    pcs: list[int] = []
+    with open(log) as f:
+        for line in f:
+            if line.startswith("Trace"):
+                pc = int(line.split("[", 1)[1].split("/", 2)[1], 16)
+                if not pcs or pcs[-1] != pc:
+                    pcs.append(pc)
+    log.unlink()
+    sym = symbols(elf)
+    entry, mark = sym["wp_entry"] & ~1, sym["wp_mark"] & ~1
+    start = pcs.index(entry)
+    marks = [i - start + 1 for i, pc in enumerate(pcs) if i > start and pc == mark]
+    ret = pcs[start - 1] + 4  # after the reset handler's 32-bit bl to wp_entry
+    back = next(i for i in range(start, len(pcs)) if pcs[i] == ret)
+    return {"instructions": back - start, "per_op": [b - a for a, b in zip([0] + marks[:-1], marks)]}

@@ -334,6 +334,17 @@ static void sumpool(const wp_op *op, uint8_t *arena)
             }
 }
 
+static void flatten(const wp_op *op, uint8_t *arena)
+{
+    const uint8_t *in = arena + op->in0;
+    uint8_t *out = arena + op->out;
+    const long hw = (long)op->in_h * op->in_w;
+    const int c_n = op->in_c;
+    for (int c = 0; c < c_n; c++)
+        for (long p = 0; p < hw; p++)
+            *out++ = in[p * c_n + c];
+}
+
 static void requant_op(const wp_op *op, uint8_t *arena)
 {
     const long n = (long)op->out_h * op->out_w * op->out_c;
@@ -365,6 +376,7 @@ void wp_run_op(const wp_net *net, int i, const float *image)
     case WP_MAXPOOL: maxpool(op, net->arena); break;
     case WP_SUMPOOL: sumpool(op, net->arena); break;
     case WP_REQUANT: requant_op(op, net->arena); break;
+    case WP_FLATTEN: flatten(op, net->arena); break;
     default: break;
     }
 }

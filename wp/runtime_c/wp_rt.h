@@ -16,6 +16,7 @@
  *   WP_MAXPOOL      codes -> codes
  *   WP_SUMPOOL      codes -> int32 window sums (average pooling with the divisor folded into a requant)
  *   WP_REQUANT      int32 -> codes or int32
+ *   WP_FLATTEN      codes HWC -> codes in torch's NCHW flatten order (channel slowest), for a pooled linear
  * Requantization of output channel c (every op that has one):
  *   v = clamp(acc, pre_lo[c], pre_hi[c]) * m0[c] + in1 * m1[c] + b[c]   (int64; pre_* optional, in1 optional)
  *   q = (v + 2^(shift-1)) >> shift (arithmetic), clamped to [lo, hi]; stored as q - out_zp
@@ -32,7 +33,7 @@ typedef int16_t wp_lut_t;
 typedef int8_t wp_lut_t;
 #endif
 
-enum { WP_QUANT_INPUT = 1, WP_CONV8, WP_LUTCONV, WP_MAXPOOL, WP_SUMPOOL, WP_REQUANT, WP_DWCONV8 };
+enum { WP_QUANT_INPUT = 1, WP_CONV8, WP_LUTCONV, WP_MAXPOOL, WP_SUMPOOL, WP_REQUANT, WP_DWCONV8, WP_FLATTEN };
 enum { WP_PLAIN = 0, WP_CACHE = 1, WP_PRECOMPUTE = 2 };
 enum { WP_NONE = 0, WP_CODES = 1, WP_INT32 = 2 };
 
