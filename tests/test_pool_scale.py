@@ -96,7 +96,7 @@ def test_a_learned_scale_starts_at_the_least_squares_fit_and_trains_by_gradient(
     assert torch.allclose(lin.weight, forward_weight) and torch.allclose(lin.weight, fitted[:, None] * p)
 
 
-def test_a_learned_scale_starts_from_given_scales_and_keeps_the_bn_free_accuracy(mlp3):
+def test_a_learned_scale_starts_from_given_scales_and_keeps_the_bn_free_accuracy(mlp3, digits_h5, tmp_path):
     model = torch.nn.Sequential(torch.nn.Linear(16, 2))
     given = {"0": torch.tensor([3.0, -2.0])}
     pool.attach(model, torch.randn(4, 8), ["0"], "channel_learned", init_scales=given)
@@ -106,3 +106,7 @@ def test_a_learned_scale_starts_from_given_scales_and_keeps_the_bn_free_accuracy
     assert learned["test_top1"] > mlp3["none"]["test_top1"] + 3
     ck = checkpoint.load(mlp3["dir"] / "wp_channel_learned.pt", kind="pooled")
     assert ck["pool_scale"] == "channel_learned" and [s.numel() for s in ck["scales"].values()] == [256, 128, 10]
+    # deployed (LUT, 8-bit activations and table) with the learned scales folded into the requantization
+    q = quant_eval.run(digits_h5, mlp3["dir"] / "wp_channel_learned.pt", "mlp3", 8, 8, hparams(RETRAIN), tmp_path / "q.json",
+                       calibration_images=256, seed=0, device="cpu")
+    assert q["pool_scale"] == "channel_learned" and q["test_top1"] > learned["test_top1"] - 2
