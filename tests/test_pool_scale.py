@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from wp import WPError, checkpoint, models, pool
-from wp.stages import cluster, pretrain, quant_eval, wp_train
+from wp.stages import act_train, cluster, pretrain, quant_eval, wp_train
 from wp.train import hparams
 
 from conftest import REPO
@@ -110,3 +110,8 @@ def test_a_learned_scale_starts_from_given_scales_and_keeps_the_bn_free_accuracy
     q = quant_eval.run(digits_h5, mlp3["dir"] / "wp_channel_learned.pt", "mlp3", 8, 8, hparams(RETRAIN), tmp_path / "q.json",
                        calibration_images=256, seed=0, device="cpu")
     assert q["pool_scale"] == "channel_learned" and q["test_top1"] > learned["test_top1"] - 2
+    # activation retraining starts from the checkpoint's learned scales (at lr 0 it keeps them exactly)
+    a = act_train.run(digits_h5, mlp3["dir"] / "wp_channel_learned.pt", "mlp3", 8, hparams({**RETRAIN, "epochs": 1, "lr": 0.0}),
+                      tmp_path / "a.pt", tmp_path / "a.json", calibration_images=256, seed=0, device="cpu")
+    after = checkpoint.load(tmp_path / "a.pt", kind="pooled")
+    assert a["pool_scale"] == "channel_learned" and all(torch.equal(after["scales"][n], ck["scales"][n]) for n in ck["scales"])
