@@ -115,3 +115,16 @@ def test_a_learned_scale_starts_from_given_scales_and_keeps_the_bn_free_accuracy
                       tmp_path / "a.pt", tmp_path / "a.json", calibration_images=256, seed=0, device="cpu")
     after = checkpoint.load(tmp_path / "a.pt", kind="pooled")
     assert a["pool_scale"] == "channel_learned" and all(torch.equal(after["scales"][n], ck["scales"][n]) for n in ck["scales"])
+
+
+def test_a_learned_layer_scale_is_one_parameter_started_at_the_layer_fit():
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 3))
+    centers = torch.randn(6, 8)
+    w = model[0].weight.detach().clone()
+    p, _ = pool.project(w, centers)
+    pool.attach(model, centers, ["0"], "layer_learned")
+    s = model[0].parametrizations.weight[0].scale
+    assert s.shape == (1,) and torch.allclose(s.detach(), (w * p).sum() / (p * p).sum(), atol=1e-6)
+    x = torch.randn(2, 16)
+    assert torch.allclose(model(x), x @ (s.detach() * p).T + model[0].bias, atol=1e-5)
