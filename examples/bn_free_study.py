@@ -18,6 +18,7 @@ cached in DIR. Variants (each from the same float network, printed as one ``RESU
 - ``noclassifier``: the same without pooling the last (classifier) layer;
 - ``layer`` / ``channel``: ``pool_scale`` layer / channel (k-means on normalised z-vectors);
 - ``layer_rawkm`` / ``channel_rawkm``: the scale, but k-means on the raw z-vectors;
+- ``layer_learned`` / ``channel_learned``: the scale a parameter trained by gradient (least-squares start);
 - ``lowlr`` / ``long``: no scale, retraining at lr 0.01 / for twice the epochs;
 - any of them with ``+long`` / ``+lowlr``: retraining for twice the epochs / at lr 0.01.
 """
@@ -49,6 +50,8 @@ def variant(v: str, ckpt: dict, ds, base: dict) -> dict:
         hp["lr"], v = 0.01, v.replace("+lowlr", "")
     scale = v.split("_")[0] if v.split("_")[0] in ("layer", "channel") else "none"
     kmeans_scale = "none" if v.endswith("_rawkm") else scale
+    if v.endswith("_learned"):
+        scale = v  # the scale a parameter, initialised by least squares and trained
     if v == "noclassifier":
         layers = layers[:-1]
     if v == "lowlr":

@@ -425,7 +425,7 @@ def models_create(name, args):
     return models.create(name, **args)
 
 
-@pytest.mark.parametrize("mode", ["layer", "channel"])
+@pytest.mark.parametrize("mode", ["layer", "channel", "channel_learned"])
 def test_pool_scales_travel_exactly_into_the_artifact_and_table3(mode, bn_free, digits_h5, tmp_path):
     ckpt = scaled_checkpoint(digits_h5, tmp_path / "s.pt", mode)
     m, stem = run_export(digits_h5, ckpt, "cnn_nobn", tmp_path, calibration_images=64)

@@ -5,8 +5,8 @@ keeps the float network's accuracy where the paper's pool without scale loses it
 import pytest
 import torch
 
-from wp import WPError, checkpoint, models
-from wp.stages import cluster, pretrain, quant_eval, wp_train
+from wp import WPError, checkpoint, models, pool
+from wp.stages import act_train, cluster, pretrain, quant_eval, wp_train
 from wp.train import hparams
 
 from conftest import REPO
@@ -25,7 +25,7 @@ def mlp3(digits_h5, tmp_path_factory):
     models.load_file(REPO / "examples" / "bn_free.py")
     d = tmp_path_factory.mktemp("mlp3")
     out = {"dir": d, "float": pretrain.run(digits_h5, "mlp3", hparams(PRETRAIN), d / "pre.pt", d / "pre.json", seed=0, device="cpu")}
-    for mode in ("none", "channel"):
+    for mode in ("none", "channel", "channel_learned"):
         cluster.run(d / "pre.pt", "mlp3", 64, d / f"pool_{mode}.h5", seed=0, pool_fc=True, scale=mode, device="cpu")
         out[mode] = wp_train.run(digits_h5, d / "pre.pt", d / f"pool_{mode}.h5", "mlp3", hparams(RETRAIN),
                                  d / f"wp_{mode}.pt", d / f"wp_{mode}.json", seed=0, device="cpu")
@@ -60,3 +60,71 @@ def test_an_unknown_pool_scale_is_one_clear_line(mlp3, tmp_path):
     with pytest.raises(WPError, match="unknown pool scale 'per_vector': use one of none, layer, channel"):
         cluster.run(mlp3["dir"] / "pre.pt", "mlp3", 64, tmp_path / "p.h5", scale="per_vector", device="cpu")
     assert not (tmp_path / "p.h5").exists()
+
+
+def test_a_learned_scale_starts_at_the_least_squares_fit_and_trains_by_gradient():
+    """channel_learned on a tiny linear layer: the scale is a parameter equal at first to Σ<w,p>/Σ|p|²
+    per output channel (computed here by hand), the weight is s[o] · p, the scale gets the gradient
+    Σ grad · p of its channel, and pool.scales / bake give what the forward pass used."""
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(16, 3)
+    model = torch.nn.Sequential(lin)
+    centers = torch.randn(5, 8)
+    w = lin.weight.detach().clone()
+    pool.attach(model, centers, ["0"], "channel_learned")
+    proj = lin.parametrizations.weight[0]
+    assert isinstance(proj.scale, torch.nn.Parameter) and proj.scale.shape == (3,)
+    unit = torch.nn.functional.normalize(centers, dim=1)
+    p = torch.stack([torch.cat([centers[int((torch.nn.functional.normalize(w[o, 8 * g:8 * g + 8], dim=0) @ unit.T).argmax())]
+                                for g in range(2)]) for o in range(3)])
+    expect = (w * p).sum(1) / (p * p).sum(1)
+    assert torch.allclose(proj.scale.detach(), expect, atol=1e-6)
+    x = torch.randn(4, 16)
+    out = model(x)
+    assert torch.allclose(out, x @ (expect[:, None] * p).T + lin.bias, atol=1e-5)
+    grad_out = torch.randn_like(out)
+    out.backward(grad_out)
+    assert torch.allclose(proj.scale.grad, ((grad_out.T @ x) * p).sum(1), atol=1e-4)
+    with torch.no_grad():
+        proj.scale.mul_(torch.tensor([2.0, 0.5, -1.0]))  # as if trained: no longer the fit
+    fitted = pool.scales(model, centers, ["0"], "channel_learned")["0"]
+    assert torch.equal(fitted, proj.scale.detach())
+    idx = pool.indices(model, centers, ["0"])
+    forward_weight = lin.weight.detach().clone()
+    pool.detach(model)
+    pool.bake(model, centers, idx, {"0": fitted})
+    assert torch.allclose(lin.weight, forward_weight) and torch.allclose(lin.weight, fitted[:, None] * p)
+
+
+def test_a_learned_scale_starts_from_given_scales_and_keeps_the_bn_free_accuracy(mlp3, digits_h5, tmp_path):
+    model = torch.nn.Sequential(torch.nn.Linear(16, 2))
+    given = {"0": torch.tensor([3.0, -2.0])}
+    pool.attach(model, torch.randn(4, 8), ["0"], "channel_learned", init_scales=given)
+    assert torch.equal(model[0].parametrizations.weight[0].scale.detach(), given["0"])
+    learned = mlp3["channel_learned"]
+    assert learned["pool_scale"] == "channel_learned" and learned["test_top1"] > mlp3["float"]["test_top1"] - 4
+    assert learned["test_top1"] > mlp3["none"]["test_top1"] + 3
+    ck = checkpoint.load(mlp3["dir"] / "wp_channel_learned.pt", kind="pooled")
+    assert ck["pool_scale"] == "channel_learned" and [s.numel() for s in ck["scales"].values()] == [256, 128, 10]
+    # deployed (LUT, 8-bit activations and table) with the learned scales folded into the requantization
+    q = quant_eval.run(digits_h5, mlp3["dir"] / "wp_channel_learned.pt", "mlp3", 8, 8, hparams(RETRAIN), tmp_path / "q.json",
+                       calibration_images=256, seed=0, device="cpu")
+    assert q["pool_scale"] == "channel_learned" and q["test_top1"] > learned["test_top1"] - 2
+    # activation retraining starts from the checkpoint's learned scales (at lr 0 it keeps them exactly)
+    a = act_train.run(digits_h5, mlp3["dir"] / "wp_channel_learned.pt", "mlp3", 8, hparams({**RETRAIN, "epochs": 1, "lr": 0.0}),
+                      tmp_path / "a.pt", tmp_path / "a.json", calibration_images=256, seed=0, device="cpu")
+    after = checkpoint.load(tmp_path / "a.pt", kind="pooled")
+    assert a["pool_scale"] == "channel_learned" and all(torch.equal(after["scales"][n], ck["scales"][n]) for n in ck["scales"])
+
+
+def test_a_learned_layer_scale_is_one_parameter_started_at_the_layer_fit():
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 3))
+    centers = torch.randn(6, 8)
+    w = model[0].weight.detach().clone()
+    p, _ = pool.project(w, centers)
+    pool.attach(model, centers, ["0"], "layer_learned")
+    s = model[0].parametrizations.weight[0].scale
+    assert s.shape == (1,) and torch.allclose(s.detach(), (w * p).sum() / (p * p).sum(), atol=1e-6)
+    x = torch.randn(2, 16)
+    assert torch.allclose(model(x), x @ (s.detach() * p).T + model[0].bias, atol=1e-5)

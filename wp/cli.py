@@ -90,8 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--layer-selection", default="{}",
                     help="JSON pooled-layer selection (config key pooled_layers.<network>): include, exclude, "
                          "include_kinds, exclude_kinds, pool_fc")
-    sp.add_argument("--pool-scale", default="none", choices=["none", "layer", "channel"],
-                    help="a fitted scale per pooled layer or output channel (k-means on normalised z-vectors)")
+    sp.add_argument("--pool-scale", default="none", choices=["none", "layer", "channel", "layer_learned", "channel_learned"],
+                    help="a scale per pooled layer or output channel, fitted or *_learned (k-means on normalised z-vectors)")
     sp.add_argument("--out", required=True, help="pool .h5")
     common(sp)
 

@@ -26,6 +26,12 @@ straight through to the latent weights. The assignment stays the cosine one (a p
 change it). The k-means that builds such a pool normalises each layer's (channel's) z-vectors to unit
 RMS norm first (:func:`normalise`), so that the pool holds shapes and the scale holds each layer's
 magnitude. At deployment the scale folds into the requantization (``acc · Δ_act · Δ_lut · s + bias``).
+
+Learned pool scale (``"layer_learned"`` / ``"channel_learned"``): the same scales and the same
+normalised k-means, but each scale is a parameter of the layer's parametrization (``...weight.0.scale``),
+initialised with the least-squares fit when the pool is attached (or with given scales, e.g. a
+checkpoint's) and then trained by gradient with the rest of the network (the weight is ``s · p``; the
+latent weights still get the straight-through gradient). It deploys exactly like the fitted one.
 """
 
 from __future__ import annotations
@@ -40,7 +46,9 @@ from torch.nn.utils import parametrize
 from wp import WPError
 
 VECTOR = 8  # z-vector length
-SCALES = ("none", "layer", "channel")  # pool_scale: no scale (the paper), one per layer, one per output channel
+SCALES = ("none", "layer", "channel", "layer_learned", "channel_learned")
+# pool_scale: no scale (the paper), one per layer, one per output channel; fitted, or "_learned" by gradient
+LEARNED = "_learned"
 
 
 def is_poolable(module: nn.Module, pool_fc: bool = False) -> bool:
@@ -146,12 +154,17 @@ def check_scale(mode: str) -> str:
     return mode
 
 
+def is_learned(mode: str) -> bool:
+    """Whether ``mode`` is a learned pool scale (a parameter trained by gradient, not refitted)."""
+    return check_scale(mode).endswith(LEARNED)
+
+
 def scale_groups(module: nn.Module, mode: str) -> int | None:
     """How many scales a pooled layer has: None (``"none"``), 1 (``"layer"``) or its output channels
     (``"channel"``). The layer's z-vectors (order o, y, x, g) split into that many equal, contiguous groups."""
     if check_scale(mode) == "none":
         return None
-    if mode == "layer":
+    if mode.removesuffix(LEARNED) == "layer":
         return 1
     return module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
 
@@ -216,19 +229,22 @@ class _StraightThrough(torch.autograd.Function):
 
 
 def project_layers(latents: list[torch.Tensor], pool: torch.Tensor, pool_unit: torch.Tensor,
-                   groups: list[int | None] | None = None) -> list[torch.Tensor]:
+                   groups: list[int | None] | None = None,
+                   learned: list[torch.Tensor | None] | None = None) -> list[torch.Tensor]:
     """The projected weight of each latent weight, all layers in one matrix product + argmax, with a
     straight-through gradient to every latent weight. The z-vectors are concatenated (a view per
     channels_last conv weight), projected together and split back; concatenation, split and reshapes
     only move numbers, so values and gradients equal projecting each layer alone. ``groups``: per
-    layer its number of scales (:func:`scale_groups`; None: no scale). Runs in fp32 even inside an
-    autocast region."""
+    layer its number of fitted scales (:func:`scale_groups`; None: none fitted); ``learned``: per layer
+    its learned scale parameter or None (the projection times it, with its gradient). Runs in fp32
+    even inside an autocast region."""
     with torch.autocast(pool.device.type, enabled=False):
         vectors = torch.cat([to_vectors(w) for w in latents])
         sizes = [w.numel() // VECTOR for w in latents]
         projected = _StraightThrough.apply(vectors, pool, pool_unit, sizes, None if groups is None else tuple(groups))
         parts = projected.split(sizes)
-        return [from_vectors(part, w.shape) for part, w in zip(parts, latents)]
+        learned = learned or [None] * len(latents)
+        return [from_vectors(scaled(part, s), w.shape) for part, w, s in zip(parts, latents, learned)]
 
 
 class PoolProjection(nn.Module):
@@ -236,17 +252,19 @@ class PoolProjection(nn.Module):
     with a straight-through gradient to the latent weight. Inside the model's forward it returns the
     projection the model's pre-hook computed for all pooled layers at once (``batched``)."""
 
-    def __init__(self, pool: torch.Tensor, groups: int | None = None):
+    def __init__(self, pool: torch.Tensor, groups: int | None = None, learned: torch.Tensor | None = None):
         super().__init__()
         self.register_buffer("pool", pool.detach().clone(), persistent=False)
         self.register_buffer("pool_unit", F.normalize(self.pool, dim=1), persistent=False)
-        self.groups = groups
+        # a learned scale replaces the fitted one: the parameter, trained with the network
+        self.scale = None if learned is None else nn.Parameter(learned.detach().clone().float())
+        self.groups = groups if learned is None else None
         self.batched: torch.Tensor | None = None
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         if self.batched is not None:
             return self.batched
-        return project_layers([latent], self.pool, self.pool_unit, [self.groups])[0]
+        return project_layers([latent], self.pool, self.pool_unit, [self.groups], [self.scale])[0]
 
 
 class _BatchedProjection:
@@ -261,7 +279,8 @@ class _BatchedProjection:
         first = self.layers[0].parametrizations.weight[0]
         latents = [m.parametrizations.weight.original for m in self.layers]
         groups = [m.parametrizations.weight[0].groups for m in self.layers]
-        return project_layers(latents, first.pool, first.pool_unit, groups)
+        learned = [m.parametrizations.weight[0].scale for m in self.layers]
+        return project_layers(latents, first.pool, first.pool_unit, groups, learned)
 
     def fill(self, module: nn.Module, args: tuple) -> None:
         for layer, weight in zip(self.layers, self.weights()):
@@ -290,17 +309,24 @@ def _latent_weight(module: nn.Module) -> torch.Tensor:
     return module.weight
 
 
-def attach(model: nn.Module, pool: torch.Tensor, layers: list[str], scale: str = "none") -> nn.Module:
+def attach(model: nn.Module, pool: torch.Tensor, layers: list[str], scale: str = "none",
+           init_scales: dict[str, torch.Tensor] | None = None) -> nn.Module:
     """Make ``layers`` of ``model`` use the frozen ``pool`` in every forward pass (in place): one
     parametrization per layer (the state dict keeps each latent weight as
     ``<layer>.parametrizations.weight.original``) and the model hooks that batch their projection.
-    ``scale``: the pool scale (module docstring), fitted anew in every forward pass."""
+    ``scale``: the pool scale (module docstring), fitted anew in every forward pass, or learned
+    (``*_learned``): then initialised from ``init_scales[layer]`` where given, else by least squares."""
     modules = dict(model.named_modules())
     device = next(model.parameters()).device
     pool = pool.to(device)
+    start = None
+    if is_learned(scale):
+        fitted = scales(model, pool, layers, scale)
+        start = {n: (init_scales or {}).get(n, fitted[n]).to(device) for n in layers}
     for name in layers:
         groups = scale_groups(modules[name], scale)
-        parametrize.register_parametrization(modules[name], "weight", PoolProjection(pool, groups))
+        learned = None if start is None else start[name]
+        parametrize.register_parametrization(modules[name], "weight", PoolProjection(pool, groups, learned))
     if layers:
         batch = _BatchedProjection([modules[name] for name in layers])
         handles = [model.register_forward_pre_hook(batch.fill),
@@ -339,12 +365,16 @@ def indices(model: nn.Module, pool: torch.Tensor, layers: list[str]) -> dict[str
 
 def scales(model: nn.Module, pool: torch.Tensor, layers: list[str], scale: str) -> dict[str, torch.Tensor] | None:
     """Per pooled layer its fitted scales (float32, on the CPU; 1 or one per output channel) as the
-    forward pass computes them from the latent weights, or None for ``scale="none"``."""
+    forward pass computes them from the latent weights (a learned scale: its parameter, where the
+    layer has one), or None for ``scale="none"``."""
     if check_scale(scale) == "none":
         return None
     modules = dict(model.named_modules())
     out = {}
     for name in layers:
+        if parametrize.is_parametrized(modules[name], "weight") and modules[name].parametrizations.weight[0].scale is not None:
+            out[name] = modules[name].parametrizations.weight[0].scale.detach().float().cpu().clone()
+            continue
         latent = _latent_weight(modules[name]).detach().float()
         v = to_vectors(latent).contiguous()
         p = pool.to(v)[assign(v, pool.to(v))]

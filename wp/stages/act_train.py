@@ -43,11 +43,11 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
     train, val, test = splits(ds, hp, seed, dev)
     seed_everything(seed)
     centers, layers, k = ckpt["pool"], ckpt["pooled_layers"], int(ckpt["k"])
-    scale, _ = checkpoint.pool_scale(ckpt)
+    scale, ckpt_scales = checkpoint.pool_scale(ckpt)
     ranges = act_ranges(ckpt, model, train, calibration_images, seed, bits=act_bits, method=act_range)
     if start == "latent":  # after calibration, which runs the projected network; the latents project to it
         checkpoint.load_latent(model, ckpt, ckpt_path)
-    pool.attach(model, centers, layers, scale)
+    pool.attach(model, centers, layers, scale, init_scales=ckpt_scales)
     hooks = quant.attach_input_quantizers(model, ranges, act_bits, ste=ste)
     before = evaluate(model, test, hp["eval_batch_size"])
     print(f"act_train {network} K={k} {act_bits}-bit activations ({'STE' if ste else 'no gradient through round'}): "
