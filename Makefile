@@ -30,7 +30,7 @@ demo: install fashion-mnist
 	PATH=$(abspath $(BIN)):$$PATH snakemake --cores $(CORES)
 	@if [ ! -f report.html ] || [ -n "$$(find tables -newer report.html -print -quit)" ]; then \
 		PATH=$(abspath $(BIN)):$$PATH snakemake --report report.html; fi
-	@for t in table4 table5 table6 table3 compare; do echo; echo "## tables/$$t.md"; cat tables/$$t.md; done
+	@for t in table4 table5 table6 table3 table8 compare; do echo; echo "## tables/$$t.md"; cat tables/$$t.md; done
 	@echo; echo "HTML report: $(abspath report.html)"
 
 test: install
