@@ -347,6 +347,21 @@ def _logits(b: Builder, lo_hi) -> Tensor:
     return b.tensor((1, 1, 0), INT32, Spec(8, quant.calibrate_range(max(abs(lo_hi[0]), abs(lo_hi[1]))), True))
 
 
+def _pooled_classifier(b: Builder, x: Tensor, obs: dict, name: str, fc: nn.Module) -> None:
+    """The head of the ResNets and MobileNet-v2: global average pooling (an integer sum, requantized to the
+    classifier's input codes), then the classifier ``fc`` (named ``name``) writing the int32 logits."""
+    h, w, c = x.shape
+    s = b.tensor((1, 1, c), INT32)
+    b.op("avgpool", type=SUMPOOL, in0=x.id, out=s.id, in_h=h, in_w=w, in_c=c, out_h=1, out_w=1, out_c=c, kh=h, kw=w,
+         sh=1, sw=1, ph=0, pw=0, in_zp=x.spec.zp)
+    g = b.tensor((1, 1, c), CODES, _pow2_spec(*obs["fc"]))
+    f = b.requant_fields("avgpool", [(np.full(c, x.spec.step / (h * w)), None)], np.zeros(c), g, relu=False)
+    b.op("avgpool_q", type=REQUANT, in0=s.id, out=g.id, out_h=1, out_w=1, out_c=c, **f)
+    out = _logits(b, obs["logits"])
+    b.conv_requant(name, fc, g, None, out, relu=False)
+    b.p.output = out.id
+
+
 def _tinyconv(b: Builder, model: nn.Module, images: torch.Tensor) -> None:
     convs, bns = [model.conv1, model.conv2, model.conv3], [model.bn1, model.bn2, model.bn3]
     pts = {"image": (convs[0], "in", None), "fc": (model.fc1, "in", None), "logits": (model.bn_fc, "out", None)}
@@ -416,16 +431,7 @@ def _resnet(b: Builder, model: nn.Module, images: torch.Tensor) -> None:
         out = b.tensor((0, 0, 0), CODES, block_in_spec(j + 1))
         x = b.conv_requant(names[id(blk.conv2)], blk.conv2, mid, blk.bn2, out, relu=True, residual=residual,
                            res_offset=res_off)
-    h, w, c = x.shape
-    s = b.tensor((1, 1, c), INT32)
-    b.op("avgpool", type=SUMPOOL, in0=x.id, out=s.id, in_h=h, in_w=w, in_c=c, out_h=1, out_w=1, out_c=c, kh=h, kw=w,
-         sh=1, sw=1, ph=0, pw=0, in_zp=x.spec.zp)
-    g = b.tensor((1, 1, c), CODES, _pow2_spec(*obs["fc"]))
-    f = b.requant_fields("avgpool", [(np.full(c, x.spec.step / (h * w)), None)], np.zeros(c), g, relu=False)
-    b.op("avgpool_q", type=REQUANT, in0=s.id, out=g.id, out_h=1, out_w=1, out_c=c, **f)
-    out = _logits(b, obs["logits"])
-    b.conv_requant("fc", model.fc, g, None, out, relu=False)
-    b.p.output = out.id
+    _pooled_classifier(b, x, obs, "fc", model.fc)
 
 
 def _mobilenet(b: Builder, model: nn.Module, images: torch.Tensor) -> None:
@@ -468,16 +474,7 @@ def _mobilenet(b: Builder, model: nn.Module, images: torch.Tensor) -> None:
     lo, hi = obs["last"]
     h = b.conv_requant("conv2", model.conv2, x, model.bn2, b.tensor((0, 0, 0), CODES, _pow2_spec(0.0, max(hi, 0.0))),
                        relu=True)
-    hh, ww, c = h.shape
-    s = b.tensor((1, 1, c), INT32)
-    b.op("avgpool", type=SUMPOOL, in0=h.id, out=s.id, in_h=hh, in_w=ww, in_c=c, out_h=1, out_w=1, out_c=c, kh=hh, kw=ww,
-         sh=1, sw=1, ph=0, pw=0, in_zp=h.spec.zp)
-    g = b.tensor((1, 1, c), CODES, _pow2_spec(*obs["fc"]))
-    f = b.requant_fields("avgpool", [(np.full(c, h.spec.step / (hh * ww)), None)], np.zeros(c), g, relu=False)
-    b.op("avgpool_q", type=REQUANT, in0=s.id, out=g.id, out_h=1, out_w=1, out_c=c, **f)
-    out = _logits(b, obs["logits"])
-    b.conv_requant("linear", model.linear, g, None, out, relu=False)
-    b.p.output = out.id
+    _pooled_classifier(b, h, obs, "linear", model.linear)
 
 
 def compile(model: nn.Module, images: torch.Tensor, *, variant: str = "auto") -> Program:
