@@ -24,17 +24,17 @@ cached in DIR. Variants (each from the same float network, printed as one ``RESU
 """
 
 import json
-import os
 import sys
 from pathlib import Path
 
 import torch
 
 from wp import checkpoint, data, models, pool, recipes
+from wp.data import augment_for
 from wp.kmeans import kmeans
+from wp.selection import splits
 from wp.stages import pretrain
-from wp.stages.common import augment_for, seed_everything, splits
-from wp.train import evaluate, fit, hparams
+from wp.train import evaluate, fit, hparams, seed_everything
 
 K = 64
 

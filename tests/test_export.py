@@ -17,14 +17,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from conftest import REPO, copy_workflow, planned, pooled_model, snakemake
 
 from wp import WPError, checkpoint, data, export, lut, lutnet, pool
+from wp.selection import splits
 from wp.stages import act_train, quant_eval, table3
 from wp.stages import export as export_stage
-from wp.stages.common import splits
 from wp.train import as_float, hparams
-
-from conftest import REPO, copy_workflow, planned, pooled_model, snakemake
 
 HP = hparams({"epochs": 1, "batch_size": 32, "lr": 0.01, "schedule": "cosine"})
 
@@ -59,9 +58,9 @@ def run_export(digits_h5, ckpt, network, out_dir, act_bits=8, lut_bits=8, **kw):
 
 def lutnet_from_checkpoint(digits_h5, ckpt_path, network, act_bits, lut_bits, **kw):
     """The deployed network as quant_eval builds it, directly from the checkpoint."""
-    ckpt, model = quant_eval.load_pooled(ckpt_path, network, torch.device("cpu"))
+    ckpt, model = lutnet.load_pooled(ckpt_path, network, torch.device("cpu"))
     train, _, _ = splits(data.read(digits_h5), {**HP, "selection": "final"}, 0, torch.device("cpu"))
-    ranges = quant_eval.act_ranges(ckpt, model, train, kw.pop("calibration_images", 512), 0, bits=act_bits,
+    ranges = lutnet.act_ranges(ckpt, model, train, kw.pop("calibration_images", 512), 0, bits=act_bits,
                                    method=kw.pop("act_range", "mse"))
     return lutnet.convert(model, ckpt["pool"], ckpt["indices"], ranges, act_bits, lut_bits,
                           scales=checkpoint.pool_scale(ckpt)[1], **kw)

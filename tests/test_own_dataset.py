@@ -6,13 +6,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import copy_workflow, planned, snakemake
 from sklearn.datasets import load_digits
 
 from wp import WPError, config, data
-from wp.data import registry
-from wp.stages.common import augment_for
-
-from conftest import copy_workflow, planned, snakemake
+from wp.data import augment_for, registry
 
 
 @pytest.fixture(autouse=True)

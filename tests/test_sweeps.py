@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
-from wp import WPError, checkpoint, compression, models, sweeps, tables
+from wp import WPError, checkpoint, compression, lutnet, models, sweeps, tables
 from wp.stages import act_train, quant_eval, table3, wp_train
-from wp.train import hparams
+from wp.train import evaluate as top1_of, hparams
 
 from conftest import REPO
 
@@ -181,14 +181,14 @@ def test_sweep_test_images_score_a_class_balanced_subset_and_table5_compares_lik
     assert part["provenance"]["config_hash"] != full["provenance"]["config_hash"]  # the setting is part of the record
     # the subset: 5 of each of the 10 digits, the same images for every point (the float score agrees)
     from wp import data
-    from wp.stages.common import splits
+    from wp.selection import splits, sweep_test_set
     ds = data.read(digits_h5)
     _, _, test = splits(ds, {**HP, "selection": "final"}, 0, torch.device("cpu"))
-    sub = quant_eval.sweep_test_set(test, 50, 0)
+    sub = sweep_test_set(test, 50, 0)
     assert torch.bincount(sub.labels, minlength=10).tolist() == [5] * 10
-    assert part["float_top1"] == again["float_top1"] == pytest.approx(quant_eval.evaluate(
-        quant_eval.load_pooled(wp16 / "wp16.pt", "tinyconv", torch.device("cpu"))[1], sub, 64))
-    assert quant_eval.sweep_test_set(test, None, 0) is test and quant_eval.sweep_test_set(test, 10 ** 6, 0) is test
+    assert part["float_top1"] == again["float_top1"] == pytest.approx(top1_of(
+        lutnet.load_pooled(wp16 / "wp16.pt", "tinyconv", torch.device("cpu"))[1], sub, 64))
+    assert sweep_test_set(test, None, 0) is test and sweep_test_set(test, 10 ** 6, 0) is test
     # table 5: the float column is the float network on the images the sweep scored
     wp = json.loads((wp16 / "wp16.json").read_text())
     row = tables.table5([part, again], [wp]).iloc[0]

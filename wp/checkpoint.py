@@ -114,3 +114,9 @@ def build(ckpt: dict, device: str | torch.device = "cpu") -> nn.Module:
         raise WPError(f"checkpoint weights do not fit network {ckpt['network']!r} with {ckpt['model_args']} ({first}): "
                       f"the checkpoint comes from another network or dataset; rerun pretrain") from exc
     return model.to(device, memory_format=torch.channels_last)
+
+
+def check_dataset(ckpt: dict, dataset: str, ckpt_path) -> None:
+    """Refuse a checkpoint trained on another dataset than ``dataset`` (one clear line)."""
+    if ckpt["dataset"] != dataset:
+        raise WPError(f"checkpoint {ckpt_path} was trained on {ckpt['dataset']!r}, not {dataset!r}: pass the matching data file")

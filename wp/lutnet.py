@@ -23,13 +23,15 @@ checkpoint retrained with quantized activations carries the ranges it was traine
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from wp import WPError, lut, quant
+from wp import WPError, checkpoint, lut, quant, selection
 from wp.pool import deployed_weight, to_vectors
+from wp.train import Tensors
 
 
 def calibrate(model: nn.Module, layers: list[str], batches: Iterable, device=None, *, method: str = "max",
@@ -169,3 +171,32 @@ def reference_conv(x: torch.Tensor, layer: nn.Conv2d, bits: int, rng: float, sig
     """``conv2d`` of the quantized input with the layer's (projected) float weights: what a LUT layer
     with an unquantized table must equal."""
     return F.conv2d(quant.fake_quant(x, bits, rng, signed), layer.weight, layer.bias, layer.stride, layer.padding)
+
+
+# ---- the deployed network as the stages load it (quant_eval, act_train, export) ----
+
+def load_pooled(ckpt_path: str | Path, network: str, device: torch.device) -> tuple[dict, torch.nn.Module]:
+    """A pooled checkpoint and its model on ``device``, its weights checked against pool and indices."""
+    ckpt = checkpoint.load(ckpt_path, network=network, kind="pooled")
+    model = checkpoint.build(ckpt, device).eval()
+    check_indices(model, ckpt["pool"], ckpt["indices"], checkpoint.pool_scale(ckpt)[1])
+    return ckpt, model
+
+
+def check_trained_bits(ckpt: dict, act_bits: int, ckpt_path) -> int | None:
+    """A checkpoint retrained by ``act_train`` runs only at its own bit width; returns that width (or None)."""
+    trained_bits = ckpt.get("act_bits")
+    if trained_bits is not None and trained_bits != act_bits:
+        raise WPError(f"checkpoint {ckpt_path} was retrained for {trained_bits}-bit activations, not {act_bits}: use it at {trained_bits} bits")
+    return trained_bits
+
+
+def act_ranges(ckpt: dict, model: torch.nn.Module, train: Tensors, images: int, seed: int, *, bits: int,
+               method: str = "mse") -> dict[str, tuple[float, bool]]:
+    """The checkpoint's own ranges (retrained with them) or ranges calibrated on training images for
+    ``bits``-bit activations (``method``: see :func:`wp.quant.calibrated_ranges`)."""
+    if ckpt.get("act_ranges"):
+        return {name: (float(a), bool(s)) for name, (a, s) in ckpt["act_ranges"].items()}
+    if method not in quant.RANGE_METHODS:
+        raise WPError(f"unknown activation range method {method!r}: use one of {', '.join(quant.RANGE_METHODS)}")
+    return calibrate(model, ckpt["pooled_layers"], selection.calibration_batches(train, images, seed), method=method, bits=bits)

@@ -34,6 +34,7 @@ import copy
 import json
 import math
 import os
+import random
 import signal
 import sys
 import time
@@ -90,25 +91,19 @@ def _check_amp(amp: str) -> None:
         raise WPError(f"unknown amp setting {amp!r}: use 'auto', 'bf16' or 'off'")
 
 
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators (every stage calls it with its seed)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise WPError(f"device {device!r} asked for but no CUDA GPU is visible: set device: auto or cpu")
     return torch.device(device)
-
-
-def subset_indices(labels: np.ndarray, n: int | None, seed: int) -> np.ndarray:
-    """A seeded, class-balanced subset of ``n`` indices (all of them when n is None or too large),
-    returned in their original order."""
-    if n is None or n >= len(labels):
-        return np.arange(len(labels))
-    rng = np.random.default_rng(seed)
-    per_class = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
-    # interleave the classes (one of each in turn) so every class gets its share of the n
-    longest = max(len(idx) for idx in per_class)
-    interleaved = [idx[i] for i in range(longest) for idx in per_class if i < len(idx)]
-    return np.sort(np.asarray(interleaved[:n]))
 
 
 @dataclass

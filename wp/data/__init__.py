@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from wp.data import arrays, cifar10, digits, fashion_mnist, quickdraw  # noqa: F401  (registers the datasets)
@@ -25,4 +26,17 @@ def prepare(dataset: str, data_dir: str | Path, out: str | Path, seed: int = 0, 
     return {"dataset": spec.name, "train": len(train.labels), "test": len(test.labels), **provenance}
 
 
-__all__ = ["register_own", "CachedDataset", "DatasetSpec", "Split", "get", "names", "prepare", "read"]
+def model_args(ds: CachedDataset) -> dict:
+    """The network constructor's data-dependent arguments for the cached dataset ``ds``."""
+    return {"in_channels": ds.channels, "num_classes": ds.num_classes, "image_size": ds.image_size}
+
+
+def augment_for(ds: CachedDataset) -> dict:
+    """The dataset's training augmentation: its registry entry's, or what ``prepare`` stored for a
+    dataset of the user's own."""
+    if ds.name in names():
+        return dict(get(ds.name).augment)
+    return dict(json.loads(ds.attrs.get("provenance", "{}")).get("augment", {}))
+
+
+__all__ = ["register_own", "CachedDataset", "DatasetSpec", "Split", "get", "names", "prepare", "read", "model_args", "augment_for"]

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from wp import WPError, checkpoint, data, pool, provenance, quant
+from wp.checkpoint import check_dataset
+from wp.data import augment_for
 from wp.io import sha256, write_json
-from wp.stages.common import augment_for, check_dataset, seed_everything, splits
-from wp.stages.quant_eval import act_ranges, load_pooled
-from wp.train import evaluate, fit, resolve_device
+from wp.lutnet import act_ranges, load_pooled
+from wp.selection import splits
+from wp.train import evaluate, fit, resolve_device, seed_everything
 
 START = ("latent", "projected")  # act_train's starting weights: wp_train's latent ones or the projected ones
 
@@ -37,7 +38,7 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
     ckpt, model = load_pooled(ckpt_path, network, dev)
     if ckpt.get("act_bits") is not None:
         raise WPError(f"{ckpt_path} is already retrained for {ckpt['act_bits']}-bit activations: start from the wp{ckpt['k']}.pt checkpoint")
-    check_dataset(ckpt, ds, ckpt_path)
+    check_dataset(ckpt, ds.name, ckpt_path)
     if start == "latent":
         checkpoint.require_latent(ckpt, ckpt_path)
     train, val, test = splits(ds, hp, seed, dev)

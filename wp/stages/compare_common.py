@@ -16,9 +16,9 @@ import torch
 import torch.nn as nn
 
 from wp import checkpoint, data, provenance
+from wp.checkpoint import check_dataset
 from wp.compression import Footprint
 from wp.io import sha256, write_json
-from wp.stages.common import check_dataset
 from wp.train import Tensors, evaluate, resolve_device
 
 
@@ -37,7 +37,7 @@ def start(data_path: str | Path, ckpt_path: str | Path, network: str, device: st
     dev = resolve_device(device)
     ds = data.read(data_path)
     ckpt = checkpoint.load(ckpt_path, network=network, kind="float")
-    check_dataset(ckpt, ds, ckpt_path)
+    check_dataset(ckpt, ds.name, ckpt_path)
     return Start(ds, ckpt, checkpoint.build(ckpt, dev), dev)
 
 

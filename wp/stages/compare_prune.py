@@ -17,12 +17,13 @@ from pathlib import Path
 import torch
 
 from wp.compression import weight_layers
+from wp.data import augment_for
 from wp.io import atomic_path
 from wp.methods import prune
 from wp.methods.steps import after_every_step
+from wp.selection import splits
 from wp.stages import compare_common
-from wp.stages.common import augment_for, seed_everything, splits
-from wp.train import evaluate, fit
+from wp.train import evaluate, fit, seed_everything
 
 
 def round_path(out_ckpt: str | Path, r: int) -> Path:

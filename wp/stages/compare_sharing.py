@@ -20,14 +20,14 @@ from wp import WPError
 from wp.compression import weight_layers
 from wp.methods import sharing
 from wp.stages import compare_common
-from wp.stages.common import seed_everything
-from wp.train import evaluate, subset_indices, to_device
+from wp.selection import subset_indices
+from wp.train import evaluate, seed_everything, to_device
 
 DEFAULT_CLUSTERS = (2, 4, 8, 16, 32, 64, 128, 256)
 
 
 def pretrain_train_indices(labels: np.ndarray, hp: dict, seed: int) -> np.ndarray:
-    """The training images the float network was fitted on (as ``wp.stages.common.splits`` chose them)."""
+    """The training images the float network was fitted on (as ``wp.selection.splits`` chose them)."""
     tr = subset_indices(labels, hp.get("train_subset"), seed)
     if hp.get("selection") == "best_val":
         perm = np.random.default_rng(seed + 1).permutation(tr)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wp.methods import layers as layer_choice, ternary
+from wp.data import augment_for
+from wp.methods import layers as layer_choice
+from wp.methods import ternary
+from wp.selection import splits
 from wp.stages import compare_common
-from wp.stages.common import augment_for, seed_everything, splits
-from wp.train import evaluate, fit
+from wp.train import evaluate, fit, seed_everything
 
 
 def run(data_path: str | Path, ckpt_path: str | Path, network: str, hp: dict, out_ckpt: str | Path,

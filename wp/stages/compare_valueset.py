@@ -6,11 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from wp import WPError
-from wp.methods import layers as layer_choice, valueset
+from wp.data import augment_for
+from wp.methods import layers as layer_choice
+from wp.methods import valueset
 from wp.methods.steps import after_every_step
+from wp.selection import splits
 from wp.stages import compare_common
-from wp.stages.common import augment_for, seed_everything, splits
-from wp.train import evaluate, fit
+from wp.train import evaluate, fit, seed_everything
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:

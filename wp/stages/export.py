@@ -1,7 +1,7 @@
 """Stage ``export``: a pooled checkpoint → the files a microcontroller runtime needs (``.npz``, ``.json``, ``.h``).
 
-The network is built exactly as ``quant_eval`` builds it (:func:`wp.stages.quant_eval.load_pooled`,
-:func:`~wp.stages.quant_eval.act_ranges`: the checkpoint's own ranges when ``act_train`` retrained it,
+The network is built exactly as ``quant_eval`` builds it (:func:`wp.lutnet.load_pooled`,
+:func:`~wp.lutnet.act_ranges`: the checkpoint's own ranges when ``act_train`` retrained it,
 otherwise ranges calibrated for ``act_bits`` on the same seeded sample of training images; then
 :func:`wp.lutnet.convert` with ``lut_bits``-bit tables), and :func:`wp.export.from_lutnet` reads the artifact
 off that network. See :mod:`wp.export` for what the files hold.
@@ -12,11 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from wp import WPError, checkpoint, data, export, lutnet, provenance
+from wp.checkpoint import check_dataset
 from wp.io import sha256
-from wp.stages.common import check_dataset, seed_everything, splits
-from wp.stages.quant_eval import act_ranges, check_trained_bits, load_pooled
+from wp.lutnet import act_ranges, check_trained_bits, load_pooled
+from wp.selection import splits
 from wp.sweeps import lut_label
-from wp.train import resolve_device
+from wp.train import resolve_device, seed_everything
 
 
 def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: int, lut_bits: int | None, hp: dict,
@@ -31,7 +32,7 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
     dev = resolve_device(device)
     ds = data.read(data_path)
     ckpt, model = load_pooled(ckpt_path, network, dev)
-    check_dataset(ckpt, ds, ckpt_path)
+    check_dataset(ckpt, ds.name, ckpt_path)
     check_trained_bits(ckpt, act_bits, ckpt_path)
     train, _, _ = splits(ds, {**hp, "selection": "final"}, seed, dev)
     seed_everything(seed)

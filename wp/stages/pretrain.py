@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 import torch
 
 from wp import checkpoint, data, models, provenance
+from wp.data import augment_for, model_args
 from wp.io import sha256, write_json
-from wp.stages.common import augment_for, model_args, seed_everything, splits
-from wp.train import evaluate, fit, resolve_device
+from wp.selection import splits
+from wp.train import evaluate, fit, resolve_device, seed_everything
 
 
 def run(data_path: str | Path, network: str, hp: dict, out_ckpt: str | Path, out_metrics: str | Path,

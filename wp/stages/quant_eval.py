@@ -14,60 +14,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from wp import WPError, checkpoint, data, lutnet, provenance, quant
+from wp import WPError, checkpoint, data, lutnet, provenance
+from wp.checkpoint import check_dataset
 from wp.io import write_json
-from wp.stages.common import check_dataset, seed_everything, splits
-from wp.train import Tensors, as_float, evaluate, resolve_device, subset_indices
-
-
-def calibration_batches(train: Tensors, images: int, seed: int, batch_size: int = 256):
-    """A seeded sample of ``images`` training images, as float batches (no augmentation)."""
-    n = min(images, len(train))
-    order = np.sort(np.random.default_rng(seed + 2).permutation(len(train))[:n])
-    idx = torch.from_numpy(order).to(train.images.device)
-    for start in range(0, n, batch_size):
-        yield as_float(train.images[idx[start:start + batch_size]])
-
-
-def load_pooled(ckpt_path: str | Path, network: str, device: torch.device) -> tuple[dict, torch.nn.Module]:
-    """A pooled checkpoint and its model on ``device``, its weights checked against pool and indices."""
-    ckpt = checkpoint.load(ckpt_path, network=network, kind="pooled")
-    model = checkpoint.build(ckpt, device).eval()
-    lutnet.check_indices(model, ckpt["pool"], ckpt["indices"], checkpoint.pool_scale(ckpt)[1])
-    return ckpt, model
-
-
-def check_trained_bits(ckpt: dict, act_bits: int, ckpt_path) -> int | None:
-    """A checkpoint retrained by ``act_train`` runs only at its own bit width; returns that width (or None)."""
-    trained_bits = ckpt.get("act_bits")
-    if trained_bits is not None and trained_bits != act_bits:
-        raise WPError(f"checkpoint {ckpt_path} was retrained for {trained_bits}-bit activations, not {act_bits}: use it at {trained_bits} bits")
-    return trained_bits
-
-
-def act_ranges(ckpt: dict, model: torch.nn.Module, train: Tensors, images: int, seed: int, *, bits: int,
-               method: str = "mse") -> dict[str, tuple[float, bool]]:
-    """The checkpoint's own ranges (retrained with them) or ranges calibrated on training images for
-    ``bits``-bit activations (``method``: see :func:`wp.quant.calibrated_ranges`)."""
-    if ckpt.get("act_ranges"):
-        return {name: (float(a), bool(s)) for name, (a, s) in ckpt["act_ranges"].items()}
-    if method not in quant.RANGE_METHODS:
-        raise WPError(f"unknown activation range method {method!r}: use one of {', '.join(quant.RANGE_METHODS)}")
-    return lutnet.calibrate(model, ckpt["pooled_layers"], calibration_batches(train, images, seed), method=method, bits=bits)
-
-
-def sweep_test_set(test: Tensors, images: int | None, seed: int) -> Tensors:
-    """The test images a sweep point scores: all of ``test`` (``images`` None), else a seeded class-balanced
-    subset of ``images`` of them (the same for every point of a config)."""
-    if images is None or images >= len(test):
-        return test
-    if images < 1:
-        raise WPError(f"sweeps.test_images {images} must be at least 1 (or null for all of wp_train's test images)")
-    keep = torch.from_numpy(subset_indices(test.labels.cpu().numpy(), images, seed + 3)).to(test.labels.device)
-    return Tensors(test.images[keep], test.labels[keep])
+from wp.lutnet import act_ranges, check_trained_bits, load_pooled
+from wp.selection import splits, sweep_test_set
+from wp.train import evaluate, resolve_device, seed_everything
 
 
 def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: int, lut_bits: int | None,
@@ -81,7 +33,7 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
     dev = resolve_device(device)
     ds = data.read(data_path)
     ckpt, model = load_pooled(ckpt_path, network, dev)
-    check_dataset(ckpt, ds, ckpt_path)
+    check_dataset(ckpt, ds.name, ckpt_path)
     trained_bits = check_trained_bits(ckpt, act_bits, ckpt_path)
     train, _, test = splits(ds, {**hp, "selection": "final"}, seed, dev)
     test = sweep_test_set(test, test_images, seed)

@@ -13,10 +13,12 @@ from pathlib import Path
 import torch
 
 from wp import checkpoint, data, pool, provenance
+from wp.checkpoint import check_dataset
+from wp.data import augment_for
 from wp.io import sha256, write_json
+from wp.selection import splits
 from wp.stages import cluster
-from wp.stages.common import augment_for, check_dataset, seed_everything, splits
-from wp.train import evaluate, fit, resolve_device
+from wp.train import evaluate, fit, resolve_device, seed_everything
 
 
 def run(data_path: str | Path, ckpt_path: str | Path, pool_path: str | Path, network: str, hp: dict,
@@ -24,7 +26,7 @@ def run(data_path: str | Path, ckpt_path: str | Path, pool_path: str | Path, net
     dev = resolve_device(device)
     ds = data.read(data_path)
     ckpt = checkpoint.load(ckpt_path, network=network, kind="float")
-    check_dataset(ckpt, ds, ckpt_path)
+    check_dataset(ckpt, ds.name, ckpt_path)
     pl = cluster.read(pool_path, network=network)
     centers, layers, k, scale = pl["centers"], pl["layers"], int(pl["k"]), pl["pool_scale"]
     train, val, test = splits(ds, hp, seed, dev)
