@@ -90,26 +90,63 @@ def _check(codes: torch.Tensor, indices: torch.Tensor, table: torch.Tensor, weig
     if signed and signed_mode not in SIGNED_MODES:
         raise ValueError(f"signed_mode must be one of {SIGNED_MODES}, got {signed_mode!r}")
     lo, hi = quant.code_limits(bits, signed)
-    if codes.numel() and (int(codes.min()) < lo or int(codes.max()) > hi):
+    if codes.numel() and any(not lo <= int(v) <= hi for v in torch.aminmax(codes)):
         kind = "signed" if signed else "unsigned"
         raise ValueError(f"codes outside the {bits}-bit {kind} range [{lo}, {hi}]")
 
 
-def _bit_planes(x: torch.Tensor, bits: int, signed: bool, signed_mode: str) -> list[tuple[int, torch.Tensor]]:
-    """``x``: codes ``[N, H, W, G, 8]`` (int32). Returns ``(weight, pattern)`` pairs, ``pattern`` being the
-    8-bit table row ``[N, H, W, G]`` of one bit plane and ``weight`` its signed power of two."""
-    shifts = torch.arange(VECTOR, device=x.device, dtype=x.dtype)
+# The 8x8 bit-matrix transpose as three masked swaps (shift, mask of the lower bit of each swapped pair),
+# bit ``8j + b`` ↔ bit ``8b + j``. The masks keep the top bits clear, so int64's arithmetic right shift is harmless.
+_TRANSPOSE_SWAPS = ((7, 0x00AA00AA00AA00AA), (14, 0x0000CCCC0000CCCC), (28, 0x00000000F0F0F0F0))
 
-    def pattern(v: torch.Tensor, b: int) -> torch.Tensor:
-        return (((v >> b) & 1) << shifts).sum(-1, dtype=x.dtype)
 
+def _transpose_bytes(v: torch.Tensor) -> None:
+    """In place on int64 ``v`` whose 8 bytes are the codes ``c_0..c_7`` of one channel group (byte ``j`` =
+    channel ``j``, little-endian): afterwards byte ``b`` is ``Σ_j bit_b(c_j)·2^j``, the table row of bit plane
+    ``b``. One pass of 18 in-place integer ops over a tensor of ``1/8`` the codes' count gives all 8 planes."""
+    t = torch.empty_like(v)
+    for shift, mask in _TRANSPOSE_SWAPS:  # t = (v ^ v >> s) & m; v ^= t ^ (t << s)
+        torch.bitwise_right_shift(v, shift, out=t)
+        t.bitwise_xor_(v).bitwise_and_(mask)
+        v.bitwise_xor_(t)
+        v.bitwise_xor_(t.bitwise_left_shift_(shift))
+
+
+def _byte_patterns(v: torch.Tensor, byte: int, nbytes: int, twos: bool, ph: int, pw: int) -> torch.Tensor:
+    """The 8 bit-plane patterns of byte ``byte`` of the codes ``v [N, C, H, W]`` (int64, non-negative unless
+    ``twos``), zero-padded: ``[N, H + 2ph, W + 2pw, C/8, 8]`` uint8, last axis the plane ``8·byte + b``.
+    ``twos``: ``v`` are two's-complement codes of ``8·nbytes`` bits or fewer (their bits below that are
+    the same as those of the int8/int16 representation)."""
+    n, c, h, w = v.shape
+    shape = (n, h + 2 * ph, w + 2 * pw, c)
+    buf = (torch.zeros if ph or pw else torch.empty)(shape, dtype=torch.uint8, device=v.device)
+    dst = buf[:, ph:ph + h, pw:pw + w]
+    if nbytes > 1:  # one byte of a wider code: mask it out explicitly (no reliance on wrap-around)
+        v = (v >> (8 * byte)) & 0xFF if byte else v & 0xFF
+    elif twos:
+        dst = dst.view(torch.int8)  # codes in [-128, 127]: their int8 bytes are the 8-bit two's complement
+    dst.copy_(v.permute(0, 2, 3, 1))  # one pass: cast + channels-last layout, 8 channels = 8 bytes of an int64
+    _transpose_bytes(buf.view(torch.int64))
+    return buf.view(*shape[:3], c // VECTOR, VECTOR)
+
+
+def _plane_sources(codes: torch.Tensor, bits: int, signed: bool, signed_mode: str, ph: int, pw: int,
+                   ) -> list[tuple[torch.Tensor, list[int]]]:
+    """``(patterns, weights)`` pairs: ``patterns [N, Hp, Wp, G, 8]`` uint8 from :func:`_byte_patterns` and the
+    signed power-of-two weights ``w_b`` of its first ``len(weights)`` planes (the planes that are used)."""
     if not signed:
-        return [(1 << b, pattern(x, b)) for b in range(bits)]
-    if signed_mode == "twos":  # arithmetic >> gives the two's-complement bits of negative codes
-        return [(-(1 << b) if b == bits - 1 else 1 << b, pattern(x, b)) for b in range(bits)]
-    pos, neg = x.clamp(min=0), (-x).clamp(min=0)
-    return ([(1 << b, pattern(pos, b)) for b in range(bits - 1)]
-            + [(-(1 << b), pattern(neg, b)) for b in range(bits)])
+        parts = [(codes, [1 << b for b in range(bits)], False)]
+    elif signed_mode == "twos":  # the top bit of a B-bit two's-complement code weighs -2^(B-1)
+        parts = [(codes, [-(1 << b) if b == bits - 1 else 1 << b for b in range(bits)], True)]
+    else:
+        parts = [(codes.clamp(min=0), [1 << b for b in range(bits - 1)], False),
+                 ((-codes).clamp(min=0), [-(1 << b) for b in range(bits)], False)]
+    sources = []
+    for v, weights, twos in parts:
+        nbytes = -(-len(weights) // VECTOR)
+        for byte in range(nbytes):
+            sources.append((_byte_patterns(v, byte, nbytes, twos, ph, pw), weights[VECTOR * byte:VECTOR * (byte + 1)]))
+    return sources
 
 
 def lut_conv2d(codes: torch.Tensor, indices: torch.Tensor, table: torch.Tensor, weight_shape,
@@ -141,16 +178,22 @@ def lut_conv2d(codes: torch.Tensor, indices: torch.Tensor, table: torch.Tensor, 
         ``w_b = ±2^b`` the weight of bit plane b and ``s_b`` the 8-bit pattern of bit b over the 8 channels
         of group g at the input pixel under tap (y, x) of output pixel p.
 
-    How: for every bit plane the 8-channel patterns are formed once (a loop over bits, vectorized over
-    pixels). The layer's view of the table, ``E[(tap, g), s, o] = T[s, idx[o, tap, g]]`` (the runtime's
-    per-filter lookup), is then read with one ``embedding_bag`` per chunk of images: each output pixel is a
-    bag of ``taps·G·planes`` table rows of length O, weighted by ``w_b`` (a power of two, so the
-    weighting is exact) and summed. No Python loop over pixels, channels or taps; works on any device.
+    How: the codes are cast to bytes in channels-last order, so that the 8 codes of a channel group are
+    the 8 bytes of one int64; transposing that 8x8 bit matrix (three masked swaps) turns byte ``b`` into
+    the pattern ``s_b`` of bit plane ``b``, all planes of all pixels in a few vectorized passes (codes
+    wider than 8 bits, and the two halves of ``"split"``, are done a byte at a time). The layer's view of
+    the table, ``E[(tap, g), s, o] = T[s, idx[o, tap, g]]`` (the runtime's per-filter lookup), is then
+    read with one ``embedding_bag`` per chunk of images: each output pixel is a bag of ``taps·G·planes``
+    table rows of length O (their row numbers written straight from the patterns, tap by tap, into one
+    reused int32 buffer), weighted by ``w_b`` (a power of two, so the weighting is exact) and summed. A
+    strided 1x1 convolution reads only the pixels it uses. No Python loop over pixels, channels or bits;
+    works on any device.
 
     Integer-exact mode: the sum is computed in float32 when ``max|T| · Σ_b|w_b| · taps · G < 2^24`` and
     otherwise in float64 (limit ``2^53``, else ``ValueError``). Below these bounds every partial sum is an
-    integer that the float type represents exactly, so the int64 result is exact (float arithmetic on
-    integers is exact until 2^24 / 2^53), and float32 keeps the fast path for the usual 4-8-bit tables.
+    integer that the float type represents exactly, so the int64 result is exact in any summation order
+    (float arithmetic on integers is exact until 2^24 / 2^53), and float32 keeps the fast path for the
+    usual 4-8-bit tables.
     """
     _check(codes, indices, table, weight_shape, bits, signed, signed_mode)
     if bits > 16:
@@ -163,15 +206,14 @@ def lut_conv2d(codes: torch.Tensor, indices: torch.Tensor, table: torch.Tensor, 
     oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
     if oh <= 0 or ow <= 0:
         raise ValueError("kernel larger than the padded input")
+    if taps == 1 and ph == pw == 0 and (sh, sw) != (1, 1):  # a strided 1x1 conv reads every sh-th row only
+        codes, sh, sw = codes[:, :, ::sh, ::sw], 1, 1
     table = table.to(device)
-    idx = indices.to(device=device, dtype=torch.int64).reshape(out_c, taps, groups)
+    idx = indices.to(device=device, dtype=torch.int64).reshape(out_c, taps * groups)
 
-    x = F.pad(codes.to(torch.int32), (pw, pw, ph, ph))  # zero code at the border; int32 halves the traffic
-    x = x.permute(0, 2, 3, 1).reshape(n, h + 2 * ph, w + 2 * pw, groups, VECTOR)
-    planes = _bit_planes(x, bits, signed, signed_mode)
-    del x
-    pat = torch.stack([p for _, p in planes], dim=-1)  # [N, Hp, Wp, G, P]
-    weights = [wb for wb, _ in planes]
+    sources = _plane_sources(codes, bits, signed, signed_mode, ph, pw)
+    weights = [wb for _, ws in sources for wb in ws]
+    planes = len(weights)
 
     integer = not table.is_floating_point()
     if integer:
@@ -181,26 +223,29 @@ def lut_conv2d(codes: torch.Tensor, indices: torch.Tensor, table: torch.Tensor, 
         acc = torch.float32 if bound < 1 << 24 else torch.float64
     else:
         acc = table.dtype
-    # E[(t*G + g)*256 + s, o] = T[s, idx[o, t, g]]
-    emb = table[:, idx].to(acc).permute(2, 3, 0, 1).reshape(taps * groups * PATTERNS, out_c)
+    # E[(t*G + g)*256 + s, o] = T[s, idx[o, t, g]]: one gather (the table and the indices broadcast)
+    emb = torch.gather(table.to(acc).expand(taps * groups, PATTERNS, -1), 2,
+                       idx.t().unsqueeze(1).expand(-1, PATTERNS, -1)).view(taps * groups * PATTERNS, out_c)
     offsets = (torch.arange(taps * groups, device=device, dtype=torch.int32) * PATTERNS).view(taps, groups, 1)
-    psw_row = torch.tensor(weights, dtype=acc, device=device).repeat(taps * groups)  # [T*G*P]
 
-    pix, bag = oh * ow, taps * groups * len(planes)
-    chunk = max(1, chunk_elements // (pix * bag))
-    out = torch.empty(n, pix, out_c, dtype=acc, device=device)
+    pix, bag = oh * ow, taps * groups * planes
+    chunk = min(n, max(1, chunk_elements // max(1, pix * bag)))
+    psw = torch.tensor(weights, dtype=acc, device=device).repeat(taps * groups).expand(chunk * pix, bag)
+    if psw.device.type != "cpu":  # the CPU kernel reads the stride-0 rows as they are
+        psw = psw.contiguous()
+    lookups = torch.empty(chunk, oh, ow, taps, groups, planes, dtype=torch.int32, device=device)
+    out = torch.empty(n, out_c, oh, ow, dtype=torch.int64 if integer else acc, device=device)
     for n0 in range(0, n, chunk):
         n1 = min(n, n0 + chunk)
-        lookups = torch.stack([pat[n0:n1, ky:ky + sh * (oh - 1) + 1:sh, kx:kx + sw * (ow - 1) + 1:sw]
-                               for ky in range(kh) for kx in range(kw)], dim=3)  # [n, oh, ow, T, G, P]
-        lookups = lookups.add_(offsets).view((n1 - n0) * pix, bag)
-        psw = psw_row.expand((n1 - n0) * pix, bag)  # the CPU kernel reads the stride-0 rows as they are
-        if psw.device.type != "cpu":
-            psw = psw.contiguous()
-        out[n0:n1] = F.embedding_bag(lookups, emb, mode="sum", per_sample_weights=psw).view(n1 - n0, pix, out_c)
-    out = out.view(n, oh, ow, out_c).permute(0, 3, 1, 2).contiguous()
-    if integer:
-        out = out.to(torch.int64)
+        look = lookups[:n1 - n0]
+        for t, (ky, kx) in enumerate((ky, kx) for ky in range(kh) for kx in range(kw)):
+            col = 0
+            for pat, ws in sources:  # row number (t*G + g)*256 + s_b, written into its slot of the bag
+                torch.add(pat[n0:n1, ky:ky + sh * (oh - 1) + 1:sh, kx:kx + sw * (ow - 1) + 1:sw, :, :len(ws)],
+                          offsets[t], out=look[:, :, :, t, :, col:col + len(ws)])
+                col += len(ws)
+        sums = F.embedding_bag(look.view(-1, bag), emb, mode="sum", per_sample_weights=psw[:look.shape[0] * pix])
+        out[n0:n1] = sums.view(n1 - n0, oh, ow, out_c).permute(0, 3, 1, 2)  # exact integers → int64 here
     return _finish(out, scale, bias)
 
 
