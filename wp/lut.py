@@ -102,8 +102,7 @@ _TRANSPOSE_SWAPS = ((7, 0x00AA00AA00AA00AA), (14, 0x0000CCCC0000CCCC), (28, 0x00
 
 def _transpose_bytes(v: torch.Tensor) -> None:
     """In place on int64 ``v`` whose 8 bytes are the codes ``c_0..c_7`` of one channel group (byte ``j`` =
-    channel ``j``, little-endian): afterwards byte ``b`` is ``Σ_j bit_b(c_j)·2^j``, the table row of bit plane
-    ``b``. One pass of 18 in-place integer ops over a tensor of ``1/8`` the codes' count gives all 8 planes."""
+    channel ``j``): afterwards byte ``b`` is ``Σ_j bit_b(c_j)·2^j``, the table row of bit plane ``b``."""
     t = torch.empty_like(v)
     for shift, mask in _TRANSPOSE_SWAPS:  # t = (v ^ v >> s) & m; v ^= t ^ (t << s)
         torch.bitwise_right_shift(v, shift, out=t)
@@ -112,47 +111,78 @@ def _transpose_bytes(v: torch.Tensor) -> None:
         v.bitwise_xor_(t.bitwise_left_shift_(shift))
 
 
-def _byte_patterns(v: torch.Tensor, byte: int, nbytes: int, twos: bool, ph: int, pw: int) -> torch.Tensor:
-    """The 8 bit-plane patterns of byte ``byte`` of the codes ``v [N, C, H, W]`` (int64, non-negative unless
-    ``twos``), zero-padded: ``[N, H + 2ph, W + 2pw, C/8, 8]`` uint8, last axis the plane ``8·byte + b``.
-    ``twos``: ``v`` are two's-complement codes of ``8·nbytes`` bits or fewer (their bits below that are
-    the same as those of the int8/int16 representation)."""
-    n, c, h, w = v.shape
-    shape = (n, h + 2 * ph, w + 2 * pw, c)
-    buf = (torch.zeros if ph or pw else torch.empty)(shape, dtype=torch.uint8, device=v.device)
-    dst = buf[:, ph:ph + h, pw:pw + w]
-    if nbytes > 1:  # one byte of a wider code: mask it out explicitly (no reliance on wrap-around)
-        v = (v >> (8 * byte)) & 0xFF if byte else v & 0xFF
-    elif twos:
-        dst = dst.view(torch.int8)  # codes in [-128, 127]: their int8 bytes are the 8-bit two's complement
-    dst.copy_(v.permute(0, 2, 3, 1))  # one pass: cast + channels-last layout, 8 channels = 8 bytes of an int64
-    _transpose_bytes(buf.view(torch.int64))
-    return buf.view(*shape[:3], c // VECTOR, VECTOR)
-
-
-def _plane_sources(codes: torch.Tensor, bits: int, signed: bool, signed_mode: str, ph: int, pw: int,
-                   ) -> list[tuple[torch.Tensor, list[int]]]:
-    """``(patterns, weights)`` pairs: ``patterns [N, Hp, Wp, G, 8]`` uint8 from :func:`_byte_patterns` and the
-    signed power-of-two weights ``w_b`` of its first ``len(weights)`` planes (the planes that are used)."""
+def _plane_parts(codes: torch.Tensor, bits: int, signed: bool, signed_mode: str) -> list[tuple[torch.Tensor, list[int], bool]]:
+    """``(values, weights, twos)`` per operand: ``values`` are codes whose bit ``b`` is weighted by
+    ``weights[b]`` (a signed power of two); ``twos``: the values are two's-complement (may be negative)."""
     if not signed:
-        parts = [(codes, [1 << b for b in range(bits)], False)]
-    elif signed_mode == "twos":  # the top bit of a B-bit two's-complement code weighs -2^(B-1)
-        parts = [(codes, [-(1 << b) if b == bits - 1 else 1 << b for b in range(bits)], True)]
-    else:
-        parts = [(codes.clamp(min=0), [1 << b for b in range(bits - 1)], False),
-                 ((-codes).clamp(min=0), [-(1 << b) for b in range(bits)], False)]
-    sources = []
-    for v, weights, twos in parts:
+        return [(codes, [1 << b for b in range(bits)], False)]
+    if signed_mode == "twos":  # the top bit of a B-bit two's-complement code weighs -2^(B-1)
+        return [(codes, [-(1 << b) if b == bits - 1 else 1 << b for b in range(bits)], True)]
+    return [(codes.clamp(min=0), [1 << b for b in range(bits - 1)], False),
+            ((-codes).clamp(min=0), [-(1 << b) for b in range(bits)], False)]
+
+
+def _code_byte(v: torch.Tensor, byte: int, nbytes: int) -> torch.Tensor:
+    """Byte ``byte`` of codes of ``nbytes`` bytes, as values in [0, 255] (the bits of the two's complement)."""
+    return ((v >> (VECTOR * byte)) if byte else v) & 0xFF
+
+
+def _pattern_bytes(v: torch.Tensor, byte: int, nbytes: int, twos: bool, ph: int, pw: int) -> torch.Tensor:
+    """``[N, G, H + 2ph, W + 2pw, 8]`` uint8 bit-plane patterns of the codes ``v [N, C, H, W]`` (zero-padded):
+    ``[n, g, y, x, b]`` is the 8-bit table row of bit plane ``8·byte + b`` of channels ``8g..8g+7`` at pixel
+    ``(y, x)``, for codes of ``nbytes`` bytes (``twos``: two's complement, else non-negative).
+
+    The 8 channels' code bytes are put into the 8 bytes of one int64 word, which :func:`_transpose_bytes`
+    turns into the 8 planes' patterns. Channels-last codes (the layout after a channels-last conv) already
+    have a group's 8 channels side by side: one cast to bytes places them. Other layouts are packed by
+    shift/or passes over the channel planes, in their own layout."""
+    n, c, h, w = v.shape
+    groups, hp, wp = c // VECTOR, h + 2 * ph, w + 2 * pw
+    make = torch.zeros if ph or pw else torch.empty
+    if v.stride(1) == 1 and c > 1:  # channels last: [N, H, W, C] bytes are [N, H, W, G] words
+        buf = make(n, hp, wp, c, dtype=torch.uint8, device=v.device)
+        dst, src = buf[:, ph:ph + h, pw:pw + w], v.permute(0, 2, 3, 1)
+        if nbytes > 1:
+            src = _code_byte(src, byte, nbytes)
+        elif twos:  # 1-byte two's-complement codes are exactly int8 values
+            dst = dst.view(torch.int8)
+        dst.copy_(src)
+        _transpose_bytes(buf.view(torch.int64))
+        return buf.view(n, hp, wp, groups, VECTOR).permute(0, 3, 1, 2, 4)
+    words = make(n, groups, hp, wp, dtype=torch.int64, device=v.device)
+    inner = words[:, :, ph:ph + h, pw:pw + w]
+    tmp = torch.empty(n, groups, h, w, dtype=torch.int64, device=v.device)
+    v = v.unflatten(1, (groups, VECTOR))
+    for j in range(VECTOR):  # word |= byte of channel j << 8j
+        x = v[:, :, j]
+        if byte:
+            x = torch.bitwise_right_shift(x, VECTOR * byte, out=tmp)
+        if twos or nbytes > 1:
+            x = torch.bitwise_and(x, 0xFF, out=tmp)
+        if j == 0:
+            inner.copy_(x)
+        else:
+            inner.bitwise_or_(torch.bitwise_left_shift(x, VECTOR * j, out=tmp))
+    _transpose_bytes(words)
+    return words.view(torch.uint8).view(n, groups, hp, wp, VECTOR)
+
+
+def _plane_patterns(codes: torch.Tensor, bits: int, signed: bool, signed_mode: str, ph: int, pw: int,
+                    ) -> list[tuple[torch.Tensor, list[int]]]:
+    """``(patterns, weights)`` pairs: ``patterns [N, G, Hp, Wp, 8]`` uint8 (:func:`_pattern_bytes`)
+    and the weights ``w_b`` of its first ``len(weights)`` planes, the ones used."""
+    out = []
+    for v, weights, twos in _plane_parts(codes, bits, signed, signed_mode):
         nbytes = -(-len(weights) // VECTOR)
         for byte in range(nbytes):
-            sources.append((_byte_patterns(v, byte, nbytes, twos, ph, pw), weights[VECTOR * byte:VECTOR * (byte + 1)]))
-    return sources
+            out.append((_pattern_bytes(v, byte, nbytes, twos, ph, pw), weights[VECTOR * byte:VECTOR * (byte + 1)]))
+    return out
 
 
 def lut_conv2d(codes: torch.Tensor, indices: torch.Tensor, table: torch.Tensor, weight_shape,
                stride=1, padding=0, bits: int = 8, signed: bool = False, signed_mode: str = "twos",
                scale: float | None = None, bias: torch.Tensor | None = None,
-               chunk_elements: int = 1 << 22) -> torch.Tensor:
+               chunk_elements: int = 1 << 20, method: str = "auto") -> torch.Tensor:
     """Bit-serial LUT convolution of integer activation codes with a pooled weight.
 
     Args:
@@ -170,34 +200,44 @@ def lut_conv2d(codes: torch.Tensor, indices: torch.Tensor, table: torch.Tensor, 
         scale: multiplies the result (the activation step Δ, or Δ times the table step for integer tables);
             ``None`` leaves the raw sum. An integer result is converted to the default float dtype first.
         bias: optional ``[O]`` added after scaling.
-        chunk_elements: memory bound (elements) of the per-chunk lookup-index tensor; images are
-            processed in chunks of at least one.
+        chunk_elements: memory bound (elements) of the per-chunk working tensors (lookup indices, partial
+            sums); images are processed in chunks of at least one.
+        method: ``"filters"``, ``"pool"`` (1x1 convolutions only) or ``"auto"`` (the cheaper one): see below.
+            All give the same integer result.
 
     Returns:
         ``[N, O, OH, OW]`` with ``out[n, o, p] = scale · Σ_(y, x, g) Σ_b w_b · T[s_b(n, g, p, y, x), idx[o, y, x, g]]``,
         ``w_b = ±2^b`` the weight of bit plane b and ``s_b`` the 8-bit pattern of bit b over the 8 channels
         of group g at the input pixel under tap (y, x) of output pixel p.
 
-    How: the codes are cast to bytes in channels-last order, so that the 8 codes of a channel group are
-    the 8 bytes of one int64; transposing that 8x8 bit matrix (three masked swaps) turns byte ``b`` into
-    the pattern ``s_b`` of bit plane ``b``, all planes of all pixels in a few vectorized passes (codes
-    wider than 8 bits, and the two halves of ``"split"``, are done a byte at a time). The layer's view of
-    the table, ``E[(tap, g), s, o] = T[s, idx[o, tap, g]]`` (the runtime's per-filter lookup), is then
-    read with one ``embedding_bag`` per chunk of images: each output pixel is a bag of ``taps·G·planes``
-    table rows of length O (their row numbers written straight from the patterns, tap by tap, into one
-    reused int32 buffer), weighted by ``w_b`` (a power of two, so the weighting is exact) and summed. A
-    strided 1x1 convolution reads only the pixels it uses. No Python loop over pixels, channels or bits;
-    works on any device.
+    How: the 8 codes of a channel group are packed into the 8 bytes of one int64 word and the word's 8x8
+    bit matrix is transposed (three masked swaps), so byte ``b`` becomes the pattern ``s_b`` of bit plane
+    ``b``: all planes of all pixels in a few vectorized passes (codes wider than 8 bits, and the two
+    halves of ``"split"``, a byte at a time). Then, per chunk of images (the working tensors stay small
+    enough for the cache), one of two lookups, both with ``embedding_bag``:
+
+    * ``"filters"``: the layer's view of the table, ``E[(tap, g), s, o] = T[s, idx[o, tap, g]]`` (the
+      runtime's per-filter lookup), is read once per output pixel as a bag of ``taps·G·planes`` rows of
+      length O, weighted by ``w_b`` (a power of two, so the weighting is exact) and summed.
+    * ``"pool"`` (1x1): first every pixel's dot product with every pool vector the layer uses,
+      ``R[g, k, p] = Σ_b w_b·T[s_b(g, p), k]`` (bags of ``planes`` rows of the small table itself), then
+      each filter sums its own ``R[g, idx[o, g], ·]`` over g (bags of G rows of length pixels). This is
+      the weight-pool saving: ``planes·K + O`` instead of ``planes·O`` reads per pixel and group, a gain
+      for wide layers (``O`` much larger than the pool's ``K``).
+
+    No Python loop over pixels, channels or bits; works on any device.
 
     Integer-exact mode: the sum is computed in float32 when ``max|T| · Σ_b|w_b| · taps · G < 2^24`` and
     otherwise in float64 (limit ``2^53``, else ``ValueError``). Below these bounds every partial sum is an
     integer that the float type represents exactly, so the int64 result is exact in any summation order
-    (float arithmetic on integers is exact until 2^24 / 2^53), and float32 keeps the fast path for the
-    usual 4-8-bit tables.
+    and either method (float arithmetic on integers is exact until 2^24 / 2^53), and float32 keeps the
+    fast path for the usual 4-8-bit tables.
     """
     _check(codes, indices, table, weight_shape, bits, signed, signed_mode)
     if bits > 16:
         raise ValueError(f"at most 16 activation bits, got {bits}")
+    if method not in ("auto", "filters", "pool"):
+        raise ValueError(f"method must be auto, filters or pool, got {method!r}")
     device = codes.device
     out_c, in_c, kh, kw = (int(v) for v in weight_shape)
     n, _, h, w = codes.shape
@@ -206,13 +246,14 @@ def lut_conv2d(codes: torch.Tensor, indices: torch.Tensor, table: torch.Tensor, 
     oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
     if oh <= 0 or ow <= 0:
         raise ValueError("kernel larger than the padded input")
-    if taps == 1 and ph == pw == 0 and (sh, sw) != (1, 1):  # a strided 1x1 conv reads every sh-th row only
-        codes, sh, sw = codes[:, :, ::sh, ::sw], 1, 1
+    pointwise = taps == 1 and ph == pw == 0
+    if method == "pool" and not pointwise:
+        raise ValueError("the pool method is for 1x1 convolutions without padding")
+    if pointwise and (sh, sw) != (1, 1):  # a strided 1x1 conv reads every sh-th pixel only
+        codes, sh, sw, h, w = codes[:, :, ::sh, ::sw], 1, 1, oh, ow
     table = table.to(device)
     idx = indices.to(device=device, dtype=torch.int64).reshape(out_c, taps * groups)
-
-    sources = _plane_sources(codes, bits, signed, signed_mode, ph, pw)
-    weights = [wb for _, ws in sources for wb in ws]
+    weights = [wb for _, ws, _ in _plane_parts(codes[:0], bits, signed, signed_mode) for wb in ws]
     planes = len(weights)
 
     integer = not table.is_floating_point()
@@ -223,30 +264,75 @@ def lut_conv2d(codes: torch.Tensor, indices: torch.Tensor, table: torch.Tensor, 
         acc = torch.float32 if bound < 1 << 24 else torch.float64
     else:
         acc = table.dtype
+    table = table.to(acc)
+    out = torch.empty(n, out_c, oh, ow, dtype=torch.int64 if integer else acc, device=device)
+    used = torch.unique(idx) if pointwise else None
+    if method == "pool" or (method == "auto" and pointwise and planes * len(used) + len(used) + out_c < planes * out_c):
+        _pool_lookup(codes, idx, table, used, bits, signed, signed_mode, weights, out, chunk_elements)
+    else:
+        _filter_lookup(codes, idx, table, (kh, kw), (sh, sw), (ph, pw), bits, signed, signed_mode, weights, out,
+                       chunk_elements)
+    return _finish(out, scale, bias)
+
+
+def _fill_lookups(dst: torch.Tensor, patterns: list[tuple[torch.Tensor, list[int]]], src_view, offset) -> None:
+    """Write ``src_view(pattern)[..., :planes] + offset`` of every pattern source into its planes' slot of
+    ``dst [..., planes]`` (int32 row numbers)."""
+    col = 0
+    for pat, ws in patterns:
+        torch.add(src_view(pat[..., :len(ws)]), offset, out=dst[..., col:col + len(ws)])
+        col += len(ws)
+
+
+def _filter_lookup(codes, idx, table, kernel, stride, padding, bits, signed, signed_mode, weights, out, chunk_elements):
+    """The ``"filters"`` method of :func:`lut_conv2d`, into ``out``."""
+    device, (kh, kw), (sh, sw), (ph, pw) = codes.device, kernel, stride, padding
+    n, out_c, oh, ow = out.shape
+    taps, groups, planes = kh * kw, codes.shape[1] // VECTOR, len(weights)
     # E[(t*G + g)*256 + s, o] = T[s, idx[o, t, g]]: one gather (the table and the indices broadcast)
-    emb = torch.gather(table.to(acc).expand(taps * groups, PATTERNS, -1), 2,
+    emb = torch.gather(table.expand(taps * groups, PATTERNS, -1), 2,
                        idx.t().unsqueeze(1).expand(-1, PATTERNS, -1)).view(taps * groups * PATTERNS, out_c)
     offsets = (torch.arange(taps * groups, device=device, dtype=torch.int32) * PATTERNS).view(taps, groups, 1)
-
     pix, bag = oh * ow, taps * groups * planes
-    chunk = min(n, max(1, chunk_elements // max(1, pix * bag)))
-    psw = torch.tensor(weights, dtype=acc, device=device).repeat(taps * groups).expand(chunk * pix, bag)
-    if psw.device.type != "cpu":  # the CPU kernel reads the stride-0 rows as they are
-        psw = psw.contiguous()
+    chunk = min(n, max(1, chunk_elements // (pix * max(bag, out_c))))
+    # bag weights, contiguous (embedding_bag flattens them: an expanded row would be copied per call)
+    psw = torch.tensor(weights, dtype=table.dtype, device=device).repeat(chunk * pix * taps * groups).view(-1, bag)
     lookups = torch.empty(chunk, oh, ow, taps, groups, planes, dtype=torch.int32, device=device)
-    out = torch.empty(n, out_c, oh, ow, dtype=torch.int64 if integer else acc, device=device)
     for n0 in range(0, n, chunk):
         n1 = min(n, n0 + chunk)
         look = lookups[:n1 - n0]
+        patterns = _plane_patterns(codes[n0:n1], bits, signed, signed_mode, ph, pw)  # [m, G, Hp, Wp, 8] each
         for t, (ky, kx) in enumerate((ky, kx) for ky in range(kh) for kx in range(kw)):
-            col = 0
-            for pat, ws in sources:  # row number (t*G + g)*256 + s_b, written into its slot of the bag
-                torch.add(pat[n0:n1, ky:ky + sh * (oh - 1) + 1:sh, kx:kx + sw * (ow - 1) + 1:sw, :, :len(ws)],
-                          offsets[t], out=look[:, :, :, t, :, col:col + len(ws)])
-                col += len(ws)
+            # row number (t*G + g)*256 + s_b of every plane, into its slot of the bag
+            _fill_lookups(look[:, :, :, t], patterns,
+                          lambda p: p[:, :, ky:ky + sh * (oh - 1) + 1:sh, kx:kx + sw * (ow - 1) + 1:sw].permute(0, 2, 3, 1, 4),
+                          offsets[t])
         sums = F.embedding_bag(look.view(-1, bag), emb, mode="sum", per_sample_weights=psw[:look.shape[0] * pix])
         out[n0:n1] = sums.view(n1 - n0, oh, ow, out_c).permute(0, 3, 1, 2)  # exact integers → int64 here
-    return _finish(out, scale, bias)
+
+
+def _pool_lookup(codes, idx, table, used, bits, signed, signed_mode, weights, out, chunk_elements):
+    """The ``"pool"`` method of :func:`lut_conv2d` (1x1, stride 1, no padding), into ``out``."""
+    device = codes.device
+    n, out_c, h, w = out.shape
+    groups, planes, k = codes.shape[1] // VECTOR, len(weights), len(used)
+    pool_table = table[:, used]  # the columns the layer uses, renumbered 0..k-1
+    slot = torch.searchsorted(used, idx)  # idx[o, g] → its column in pool_table
+    rows = (slot + torch.arange(groups, device=device) * k).to(torch.int32)  # [O, G]: row g*k + slot of R
+    pix = h * w
+    chunk = min(n, max(1, chunk_elements // (pix * groups * max(planes, k))))
+    psw = torch.tensor(weights, dtype=table.dtype, device=device).repeat(groups * chunk * pix).view(-1, planes)
+    lookups = torch.empty(groups * chunk * pix * planes, dtype=torch.int32, device=device)
+    for n0 in range(0, n, chunk):
+        n1 = min(n, n0 + chunk)
+        look = lookups[:groups * (n1 - n0) * pix * planes].view(groups, n1 - n0, h, w, planes)
+        patterns = _plane_patterns(codes[n0:n1], bits, signed, signed_mode, 0, 0)  # [m, G, H, W, 8] each
+        _fill_lookups(look, patterns, lambda p: p.transpose(0, 1), 0)
+        q = (n1 - n0) * pix
+        r = F.embedding_bag(look.view(-1, planes), pool_table, mode="sum", per_sample_weights=psw[:groups * q])
+        r = r.view(groups, q, k).transpose(1, 2).reshape(groups * k, q)  # R[g*k + slot, pixel]
+        sums = F.embedding_bag(rows, r, mode="sum")  # [O, q]: filter o sums its pool vectors' rows over g
+        out[n0:n1] = sums.view(out_c, n1 - n0, h, w).transpose(0, 1)
 
 
 def _finish(out: torch.Tensor, scale: float | None, bias: torch.Tensor | None) -> torch.Tensor:
