@@ -71,6 +71,13 @@ def _pair(v) -> tuple[int, int]:
     return int(a), int(b)
 
 
+def _dense(t: torch.Tensor) -> torch.Tensor:
+    """``t`` with its dimensions permuted into memory order (contiguous for a dense tensor, e.g. a
+    channels-last one), for a reduction over all elements: torch's reductions copy non-contiguous input."""
+    v = t.permute(sorted(range(t.dim()), key=lambda d: -t.stride(d)))
+    return v if v.is_contiguous() else t
+
+
 def _check(codes: torch.Tensor, indices: torch.Tensor, table: torch.Tensor, weight_shape, bits: int,
            signed: bool, signed_mode: str) -> None:
     if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
@@ -90,7 +97,7 @@ def _check(codes: torch.Tensor, indices: torch.Tensor, table: torch.Tensor, weig
     if signed and signed_mode not in SIGNED_MODES:
         raise ValueError(f"signed_mode must be one of {SIGNED_MODES}, got {signed_mode!r}")
     lo, hi = quant.code_limits(bits, signed)
-    if codes.numel() and any(not lo <= int(v) <= hi for v in torch.aminmax(codes)):
+    if codes.numel() and any(not lo <= int(v) <= hi for v in torch.aminmax(_dense(codes))):
         kind = "signed" if signed else "unsigned"
         raise ValueError(f"codes outside the {bits}-bit {kind} range [{lo}, {hi}]")
 
@@ -267,12 +274,20 @@ def lut_conv2d(codes: torch.Tensor, indices: torch.Tensor, table: torch.Tensor, 
     table = table.to(acc)
     out = torch.empty(n, out_c, oh, ow, dtype=torch.int64 if integer else acc, device=device)
     used = torch.unique(idx) if pointwise else None
-    if method == "pool" or (method == "auto" and pointwise and planes * len(used) + len(used) + out_c < planes * out_c):
+    if method == "pool" or (method == "auto" and pointwise and _pool_is_cheaper(out_c, planes, len(used))):
         _pool_lookup(codes, idx, table, used, bits, signed, signed_mode, weights, out, chunk_elements)
     else:
         _filter_lookup(codes, idx, table, (kh, kw), (sh, sw), (ph, pw), bits, signed, signed_mode, weights, out,
                        chunk_elements)
     return _finish(out, scale, bias)
+
+
+def _pool_is_cheaper(out_channels: int, planes: int, pool_vectors: int) -> bool:
+    """``method="auto"``'s choice for a 1x1 layer: the pool lookup once the layer is wide enough. Per pixel
+    and group the filter lookup reads ``planes·O`` table entries, the pool lookup ``planes·k`` plus ``O``
+    (``k`` pool vectors used), each at its own cost per entry; the weights are fitted to CPU timings of
+    MobileNet-v2's layers (``benchmarks/lut_speed.py``). It decides only the speed, never the result."""
+    return out_channels * (planes - 1.6) > 2.6 * planes * pool_vectors
 
 
 def _fill_lookups(dst: torch.Tensor, patterns: list[tuple[torch.Tensor, list[int]]], src_view, offset) -> None:
