@@ -338,3 +338,20 @@ def test_pool_lookup_is_for_pointwise_layers_only():
         lut.lut_conv2d(codes, idx, lut.build_table(p), weight.shape, 1, 1, 4, method="pool")
     with pytest.raises(ValueError, match="method"):
         lut.lut_conv2d(codes, idx, lut.build_table(p), weight.shape, 1, 1, 4, method="fast")
+
+
+def test_lut_speed_benchmark_runs_and_old_and_new_kernels_agree(capsys):
+    """benchmarks/lut_speed.py at one image: every layer's old and new kernel give the same integers."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "lut_speed.py"
+    spec = importlib.util.spec_from_file_location("lut_speed", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    threads = torch.get_num_threads()
+    try:
+        assert bench.main(["--images", "1", "--repeats", "1", "--act-bits", "4", "--channels-last"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("mobilenet_v2", "resnet_14"))]
+    assert len(rows) == len(bench.LAYERS) and all(line.endswith("yes") for line in rows)

@@ -309,7 +309,7 @@ def _filter_lookup(codes, idx, table, kernel, stride, padding, bits, signed, sig
                        idx.t().unsqueeze(1).expand(-1, PATTERNS, -1)).view(taps * groups * PATTERNS, out_c)
     offsets = (torch.arange(taps * groups, device=device, dtype=torch.int32) * PATTERNS).view(taps, groups, 1)
     pix, bag = oh * ow, taps * groups * planes
-    chunk = min(n, max(1, chunk_elements // (pix * max(bag, out_c))))
+    chunk = max(1, min(n, chunk_elements // (pix * max(bag, out_c))))
     # bag weights, contiguous (embedding_bag flattens them: an expanded row would be copied per call)
     psw = torch.tensor(weights, dtype=table.dtype, device=device).repeat(chunk * pix * taps * groups).view(-1, bag)
     lookups = torch.empty(chunk, oh, ow, taps, groups, planes, dtype=torch.int32, device=device)
@@ -335,7 +335,7 @@ def _pool_lookup(codes, idx, table, used, bits, signed, signed_mode, weights, ou
     slot = torch.searchsorted(used, idx)  # idx[o, g] → its column in pool_table
     rows = (slot + torch.arange(groups, device=device) * k).to(torch.int32)  # [O, G]: row g*k + slot of R
     pix = h * w
-    chunk = min(n, max(1, chunk_elements // (pix * groups * max(planes, k))))
+    chunk = max(1, min(n, chunk_elements // (pix * groups * max(planes, k))))
     psw = torch.tensor(weights, dtype=table.dtype, device=device).repeat(groups * chunk * pix).view(-1, planes)
     lookups = torch.empty(groups * chunk * pix * planes, dtype=torch.int32, device=device)
     for n0 in range(0, n, chunk):
