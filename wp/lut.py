@@ -134,7 +134,8 @@ def _code_byte(v: torch.Tensor, byte: int, nbytes: int) -> torch.Tensor:
     return ((v >> (VECTOR * byte)) if byte else v) & 0xFF
 
 
-def _pattern_bytes(v: torch.Tensor, byte: int, nbytes: int, twos: bool, ph: int, pw: int) -> torch.Tensor:
+def _pattern_bytes(v: torch.Tensor, byte: int, nbytes: int, twos: bool, ph: int, pw: int,
+                   pixel_major: bool = False) -> torch.Tensor:
     """``[N, G, H + 2ph, W + 2pw, 8]`` uint8 bit-plane patterns of the codes ``v [N, C, H, W]`` (zero-padded):
     ``[n, g, y, x, b]`` is the 8-bit table row of bit plane ``8·byte + b`` of channels ``8g..8g+7`` at pixel
     ``(y, x)``, for codes of ``nbytes`` bytes (``twos``: two's complement, else non-negative).
@@ -142,7 +143,8 @@ def _pattern_bytes(v: torch.Tensor, byte: int, nbytes: int, twos: bool, ph: int,
     The 8 channels' code bytes are put into the 8 bytes of one int64 word, which :func:`_transpose_bytes`
     turns into the 8 planes' patterns. Channels-last codes (the layout after a channels-last conv) already
     have a group's 8 channels side by side: one cast to bytes places them. Other layouts are packed by
-    shift/or passes over the channel planes, in their own layout."""
+    shift/or passes over the channel planes, in their own layout; ``pixel_major`` then stores the words
+    channels-last too (one pass over them), for readers that take all groups of a pixel at once."""
     n, c, h, w = v.shape
     groups, hp, wp = c // VECTOR, h + 2 * ph, w + 2 * pw
     make = torch.zeros if ph or pw else torch.empty
@@ -171,18 +173,21 @@ def _pattern_bytes(v: torch.Tensor, byte: int, nbytes: int, twos: bool, ph: int,
         else:
             inner.bitwise_or_(torch.bitwise_left_shift(x, VECTOR * j, out=tmp))
     _transpose_bytes(words)
+    if pixel_major:
+        cl = torch.empty(n, hp, wp, groups, dtype=torch.int64, device=v.device).copy_(words.permute(0, 2, 3, 1))
+        return cl.view(torch.uint8).view(n, hp, wp, groups, VECTOR).permute(0, 3, 1, 2, 4)
     return words.view(torch.uint8).view(n, groups, hp, wp, VECTOR)
 
 
 def _plane_patterns(codes: torch.Tensor, bits: int, signed: bool, signed_mode: str, ph: int, pw: int,
-                    ) -> list[tuple[torch.Tensor, list[int]]]:
+                    pixel_major: bool = False) -> list[tuple[torch.Tensor, list[int]]]:
     """``(patterns, weights)`` pairs: ``patterns [N, G, Hp, Wp, 8]`` uint8 (:func:`_pattern_bytes`)
     and the weights ``w_b`` of its first ``len(weights)`` planes, the ones used."""
     out = []
     for v, weights, twos in _plane_parts(codes, bits, signed, signed_mode):
         nbytes = -(-len(weights) // VECTOR)
         for byte in range(nbytes):
-            out.append((_pattern_bytes(v, byte, nbytes, twos, ph, pw), weights[VECTOR * byte:VECTOR * (byte + 1)]))
+            out.append((_pattern_bytes(v, byte, nbytes, twos, ph, pw, pixel_major), weights[VECTOR * byte:VECTOR * (byte + 1)]))
     return out
 
 
@@ -316,7 +321,7 @@ def _filter_lookup(codes, idx, table, kernel, stride, padding, bits, signed, sig
     for n0 in range(0, n, chunk):
         n1 = min(n, n0 + chunk)
         look = lookups[:n1 - n0]
-        patterns = _plane_patterns(codes[n0:n1], bits, signed, signed_mode, ph, pw)  # [m, G, Hp, Wp, 8] each
+        patterns = _plane_patterns(codes[n0:n1], bits, signed, signed_mode, ph, pw, taps > 1)  # [m, G, Hp, Wp, 8] each
         for t, (ky, kx) in enumerate((ky, kx) for ky in range(kh) for kx in range(kw)):
             # row number (t*G + g)*256 + s_b of every plane, into its slot of the bag
             _fill_lookups(look[:, :, :, t], patterns,
