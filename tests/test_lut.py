@@ -256,3 +256,102 @@ def test_lut_conv2d_on_cuda_matches_cpu():
             cpu = lut.lut_conv2d(codes, idx, table, weight.shape, 2, 1, 8, signed, mode)
             gpu = lut.lut_conv2d(codes.cuda(), idx.cuda(), table.cuda(), weight.shape, 2, 1, 8, signed, mode)
             assert gpu.is_cuda and torch.equal(gpu.cpu(), cpu)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the fast kernel (bit-matrix transpose, "filters" and "pool" lookups) == the naive loop, exactly
+# ---------------------------------------------------------------------------------------------------
+
+def test_transpose_bytes_gives_the_bit_plane_patterns():
+    g = torch.Generator().manual_seed(20)
+    codes = torch.randint(0, 256, (50, 8), generator=g)
+    codes[0], codes[1] = 0, 255
+    words = (codes << (8 * torch.arange(8))).sum(1)  # byte j = code of channel j
+    lut._transpose_bytes(words)
+    for w, c in zip(words.tolist(), codes.tolist()):
+        got = [(w >> (8 * b)) & 0xFF for b in range(8)]  # byte b = pattern of bit plane b
+        assert got == [sum(((v >> b) & 1) << j for j, v in enumerate(c)) for b in range(8)]
+
+
+FAST_CASES = [  # (k, stride, padding, bits, signed, mode, method)
+    (1, 1, 0, 8, False, "twos", "filters"),
+    (1, 1, 0, 8, False, "twos", "pool"),
+    (1, 2, 0, 4, True, "twos", "pool"),
+    (1, 2, 0, 5, True, "split", "filters"),
+    (1, 1, 0, 8, True, "split", "pool"),
+    (1, 1, 0, 11, True, "twos", "pool"),
+    (1, 1, 0, 10, False, "twos", "filters"),
+    (3, 1, 1, 8, True, "twos", "filters"),
+    (3, 2, 1, 3, False, "twos", "filters"),
+    (3, 2, 0, 6, True, "split", "filters"),
+    (3, 1, 1, 9, True, "split", "filters"),
+    (3, 1, 2, 12, True, "twos", "filters"),
+]
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("k, stride, padding, bits, signed, mode, method", FAST_CASES)
+def test_fast_kernel_equals_naive_loop_on_random_codes(k, stride, padding, bits, signed, mode, method, channels_last):
+    """Every way the kernel forms its bit planes (1 or 2 bytes, two's complement or split, NCHW or
+    channels-last codes) and both lookups give the naive loop's integers, with a quantized table."""
+    torch.manual_seed(21)
+    p = torch.randn(12, 8)
+    weight, idx = _layer(5, 24, k, p, seed=22)
+    table = lut.build_table(p)
+    tcodes, _ = quant.table_codes(table, 6, quant.table_range(table, idx), "strict")
+    codes = _codes((3, 24, 5, 6), bits, signed, seed=bits)
+    if channels_last:
+        codes = codes.contiguous(memory_format=torch.channels_last)
+    args = (codes, idx, tcodes, weight.shape, stride, padding, bits, signed, mode)
+    naive = lut.lut_conv2d_naive(*args)
+    got = lut.lut_conv2d(*args, method=method)
+    assert got.dtype == torch.int64 and torch.equal(got, naive)
+    assert torch.equal(lut.lut_conv2d(*args, method=method, chunk_elements=1), naive)  # one image per chunk
+
+
+@pytest.mark.parametrize("signed, mode", SIGNED)
+def test_pool_and_filter_lookups_agree_on_a_wide_layer(signed, mode):
+    """A layer much wider than the pool (where "auto" takes the pool lookup): both lookups give the
+    same integers, and a float table the same sums up to float32 rounding."""
+    torch.manual_seed(23)
+    p = torch.randn(8, 8)
+    weight, idx = _layer(96, 32, 1, p, seed=24)
+    table = lut.build_table(p)
+    tcodes, _ = quant.table_codes(table, 8, quant.table_range(table, idx), "strict")
+    codes = _codes((2, 32, 4, 3), 8, signed, seed=25)
+    args = (codes, idx, tcodes, weight.shape, 1, 0, 8, signed, mode)
+    filters = lut.lut_conv2d(*args, method="filters")
+    assert torch.equal(lut.lut_conv2d(*args, method="pool"), filters)
+    assert torch.equal(lut.lut_conv2d(*args), filters)
+    assert torch.equal(filters[:1, :4], lut.lut_conv2d_naive(codes[:1], idx.view(96, 4)[:4], tcodes, (4, 32, 1, 1),
+                                                              1, 0, 8, signed, mode))
+    fargs = (codes, idx, table, weight.shape, 1, 0, 8, signed, mode)
+    assert torch.allclose(lut.lut_conv2d(*fargs, method="pool"), lut.lut_conv2d(*fargs, method="filters"),
+                          rtol=1e-5, atol=1e-4)
+
+
+def test_pool_lookup_is_for_pointwise_layers_only():
+    p = _int_pool()
+    weight, idx = _layer(2, 8, 3, p)
+    codes = torch.zeros(1, 8, 4, 4, dtype=torch.long)
+    with pytest.raises(ValueError, match="1x1"):
+        lut.lut_conv2d(codes, idx, lut.build_table(p), weight.shape, 1, 1, 4, method="pool")
+    with pytest.raises(ValueError, match="method"):
+        lut.lut_conv2d(codes, idx, lut.build_table(p), weight.shape, 1, 1, 4, method="fast")
+
+
+def test_lut_speed_benchmark_runs_and_old_and_new_kernels_agree(capsys):
+    """benchmarks/lut_speed.py at one image: every layer's old and new kernel give the same integers."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "lut_speed.py"
+    spec = importlib.util.spec_from_file_location("lut_speed", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    threads = torch.get_num_threads()
+    try:
+        assert bench.main(["--images", "1", "--repeats", "1", "--act-bits", "4", "--channels-last"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("mobilenet_v2", "resnet_14"))]
+    assert len(rows) == len(bench.LAYERS) and all(line.endswith("yes") for line in rows)

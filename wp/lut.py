@@ -71,6 +71,13 @@ def _pair(v) -> tuple[int, int]:
     return int(a), int(b)
 
 
+def _dense(t: torch.Tensor) -> torch.Tensor:
+    """``t`` with its dimensions permuted into memory order (contiguous for a dense tensor, e.g. a
+    channels-last one), for a reduction over all elements: torch's reductions copy non-contiguous input."""
+    v = t.permute(sorted(range(t.dim()), key=lambda d: -t.stride(d)))
+    return v if v.is_contiguous() else t
+
+
 def _check(codes: torch.Tensor, indices: torch.Tensor, table: torch.Tensor, weight_shape, bits: int,
            signed: bool, signed_mode: str) -> None:
     if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
@@ -90,32 +97,104 @@ def _check(codes: torch.Tensor, indices: torch.Tensor, table: torch.Tensor, weig
     if signed and signed_mode not in SIGNED_MODES:
         raise ValueError(f"signed_mode must be one of {SIGNED_MODES}, got {signed_mode!r}")
     lo, hi = quant.code_limits(bits, signed)
-    if codes.numel() and (int(codes.min()) < lo or int(codes.max()) > hi):
+    if codes.numel() and any(not lo <= int(v) <= hi for v in torch.aminmax(_dense(codes))):
         kind = "signed" if signed else "unsigned"
         raise ValueError(f"codes outside the {bits}-bit {kind} range [{lo}, {hi}]")
 
 
-def _bit_planes(x: torch.Tensor, bits: int, signed: bool, signed_mode: str) -> list[tuple[int, torch.Tensor]]:
-    """``x``: codes ``[N, H, W, G, 8]`` (int32). Returns ``(weight, pattern)`` pairs, ``pattern`` being the
-    8-bit table row ``[N, H, W, G]`` of one bit plane and ``weight`` its signed power of two."""
-    shifts = torch.arange(VECTOR, device=x.device, dtype=x.dtype)
+# The 8x8 bit-matrix transpose as three masked swaps (shift, mask of the lower bit of each swapped pair),
+# bit ``8j + b`` ↔ bit ``8b + j``. The masks keep the top bits clear, so int64's arithmetic right shift is harmless.
+_TRANSPOSE_SWAPS = ((7, 0x00AA00AA00AA00AA), (14, 0x0000CCCC0000CCCC), (28, 0x00000000F0F0F0F0))
 
-    def pattern(v: torch.Tensor, b: int) -> torch.Tensor:
-        return (((v >> b) & 1) << shifts).sum(-1, dtype=x.dtype)
 
+def _transpose_bytes(v: torch.Tensor) -> None:
+    """In place on int64 ``v`` whose 8 bytes are the codes ``c_0..c_7`` of one channel group (byte ``j`` =
+    channel ``j``): afterwards byte ``b`` is ``Σ_j bit_b(c_j)·2^j``, the table row of bit plane ``b``."""
+    t = torch.empty_like(v)
+    for shift, mask in _TRANSPOSE_SWAPS:  # t = (v ^ v >> s) & m; v ^= t ^ (t << s)
+        torch.bitwise_right_shift(v, shift, out=t)
+        t.bitwise_xor_(v).bitwise_and_(mask)
+        v.bitwise_xor_(t)
+        v.bitwise_xor_(t.bitwise_left_shift_(shift))
+
+
+def _plane_parts(codes: torch.Tensor, bits: int, signed: bool, signed_mode: str) -> list[tuple[torch.Tensor, list[int], bool]]:
+    """``(values, weights, twos)`` per operand: ``values`` are codes whose bit ``b`` is weighted by
+    ``weights[b]`` (a signed power of two); ``twos``: the values are two's-complement (may be negative)."""
     if not signed:
-        return [(1 << b, pattern(x, b)) for b in range(bits)]
-    if signed_mode == "twos":  # arithmetic >> gives the two's-complement bits of negative codes
-        return [(-(1 << b) if b == bits - 1 else 1 << b, pattern(x, b)) for b in range(bits)]
-    pos, neg = x.clamp(min=0), (-x).clamp(min=0)
-    return ([(1 << b, pattern(pos, b)) for b in range(bits - 1)]
-            + [(-(1 << b), pattern(neg, b)) for b in range(bits)])
+        return [(codes, [1 << b for b in range(bits)], False)]
+    if signed_mode == "twos":  # the top bit of a B-bit two's-complement code weighs -2^(B-1)
+        return [(codes, [-(1 << b) if b == bits - 1 else 1 << b for b in range(bits)], True)]
+    return [(codes.clamp(min=0), [1 << b for b in range(bits - 1)], False),
+            ((-codes).clamp(min=0), [-(1 << b) for b in range(bits)], False)]
+
+
+def _code_byte(v: torch.Tensor, byte: int, nbytes: int) -> torch.Tensor:
+    """Byte ``byte`` of codes of ``nbytes`` bytes, as values in [0, 255] (the bits of the two's complement)."""
+    return ((v >> (VECTOR * byte)) if byte else v) & 0xFF
+
+
+def _pattern_bytes(v: torch.Tensor, byte: int, nbytes: int, twos: bool, ph: int, pw: int,
+                   pixel_major: bool = False) -> torch.Tensor:
+    """``[N, G, H + 2ph, W + 2pw, 8]`` uint8 bit-plane patterns of the codes ``v [N, C, H, W]`` (zero-padded):
+    ``[n, g, y, x, b]`` is the 8-bit table row of bit plane ``8·byte + b`` of channels ``8g..8g+7`` at pixel
+    ``(y, x)``, for codes of ``nbytes`` bytes (``twos``: two's complement, else non-negative).
+
+    The 8 channels' code bytes are put into the 8 bytes of one int64 word, which :func:`_transpose_bytes`
+    turns into the 8 planes' patterns. Channels-last codes (the layout after a channels-last conv) already
+    have a group's 8 channels side by side: one cast to bytes places them. Other layouts are packed by
+    shift/or passes over the channel planes, in their own layout; ``pixel_major`` then stores the words
+    channels-last too (one pass over them), for readers that take all groups of a pixel at once."""
+    n, c, h, w = v.shape
+    groups, hp, wp = c // VECTOR, h + 2 * ph, w + 2 * pw
+    make = torch.zeros if ph or pw else torch.empty
+    if v.stride(1) == 1 and c > 1:  # channels last: [N, H, W, C] bytes are [N, H, W, G] words
+        buf = make(n, hp, wp, c, dtype=torch.uint8, device=v.device)
+        dst, src = buf[:, ph:ph + h, pw:pw + w], v.permute(0, 2, 3, 1)
+        if nbytes > 1:
+            src = _code_byte(src, byte, nbytes)
+        elif twos:  # 1-byte two's-complement codes are exactly int8 values
+            dst = dst.view(torch.int8)
+        dst.copy_(src)
+        _transpose_bytes(buf.view(torch.int64))
+        return buf.view(n, hp, wp, groups, VECTOR).permute(0, 3, 1, 2, 4)
+    words = make(n, groups, hp, wp, dtype=torch.int64, device=v.device)
+    inner = words[:, :, ph:ph + h, pw:pw + w]
+    tmp = torch.empty(n, groups, h, w, dtype=torch.int64, device=v.device)
+    v = v.unflatten(1, (groups, VECTOR))
+    for j in range(VECTOR):  # word |= byte of channel j << 8j
+        x = v[:, :, j]
+        if byte:
+            x = torch.bitwise_right_shift(x, VECTOR * byte, out=tmp)
+        if twos or nbytes > 1:
+            x = torch.bitwise_and(x, 0xFF, out=tmp)
+        if j == 0:
+            inner.copy_(x)
+        else:
+            inner.bitwise_or_(torch.bitwise_left_shift(x, VECTOR * j, out=tmp))
+    _transpose_bytes(words)
+    if pixel_major:
+        cl = torch.empty(n, hp, wp, groups, dtype=torch.int64, device=v.device).copy_(words.permute(0, 2, 3, 1))
+        return cl.view(torch.uint8).view(n, hp, wp, groups, VECTOR).permute(0, 3, 1, 2, 4)
+    return words.view(torch.uint8).view(n, groups, hp, wp, VECTOR)
+
+
+def _plane_patterns(codes: torch.Tensor, bits: int, signed: bool, signed_mode: str, ph: int, pw: int,
+                    pixel_major: bool = False) -> list[tuple[torch.Tensor, list[int]]]:
+    """``(patterns, weights)`` pairs: ``patterns [N, G, Hp, Wp, 8]`` uint8 (:func:`_pattern_bytes`)
+    and the weights ``w_b`` of its first ``len(weights)`` planes, the ones used."""
+    out = []
+    for v, weights, twos in _plane_parts(codes, bits, signed, signed_mode):
+        nbytes = -(-len(weights) // VECTOR)
+        for byte in range(nbytes):
+            out.append((_pattern_bytes(v, byte, nbytes, twos, ph, pw, pixel_major), weights[VECTOR * byte:VECTOR * (byte + 1)]))
+    return out
 
 
 def lut_conv2d(codes: torch.Tensor, indices: torch.Tensor, table: torch.Tensor, weight_shape,
                stride=1, padding=0, bits: int = 8, signed: bool = False, signed_mode: str = "twos",
                scale: float | None = None, bias: torch.Tensor | None = None,
-               chunk_elements: int = 1 << 22) -> torch.Tensor:
+               chunk_elements: int = 1 << 20, method: str = "auto") -> torch.Tensor:
     """Bit-serial LUT convolution of integer activation codes with a pooled weight.
 
     Args:
@@ -133,28 +212,44 @@ def lut_conv2d(codes: torch.Tensor, indices: torch.Tensor, table: torch.Tensor, 
         scale: multiplies the result (the activation step Δ, or Δ times the table step for integer tables);
             ``None`` leaves the raw sum. An integer result is converted to the default float dtype first.
         bias: optional ``[O]`` added after scaling.
-        chunk_elements: memory bound (elements) of the per-chunk lookup-index tensor; images are
-            processed in chunks of at least one.
+        chunk_elements: memory bound (elements) of the per-chunk working tensors (lookup indices, partial
+            sums); images are processed in chunks of at least one.
+        method: ``"filters"``, ``"pool"`` (1x1 convolutions only) or ``"auto"`` (the cheaper one): see below.
+            All give the same integer result.
 
     Returns:
         ``[N, O, OH, OW]`` with ``out[n, o, p] = scale · Σ_(y, x, g) Σ_b w_b · T[s_b(n, g, p, y, x), idx[o, y, x, g]]``,
         ``w_b = ±2^b`` the weight of bit plane b and ``s_b`` the 8-bit pattern of bit b over the 8 channels
         of group g at the input pixel under tap (y, x) of output pixel p.
 
-    How: for every bit plane the 8-channel patterns are formed once (a loop over bits, vectorized over
-    pixels). The layer's view of the table, ``E[(tap, g), s, o] = T[s, idx[o, tap, g]]`` (the runtime's
-    per-filter lookup), is then read with one ``embedding_bag`` per chunk of images: each output pixel is a
-    bag of ``taps·G·planes`` table rows of length O, weighted by ``w_b`` (a power of two, so the
-    weighting is exact) and summed. No Python loop over pixels, channels or taps; works on any device.
+    How: the 8 codes of a channel group are packed into the 8 bytes of one int64 word and the word's 8x8
+    bit matrix is transposed (three masked swaps), so byte ``b`` becomes the pattern ``s_b`` of bit plane
+    ``b``: all planes of all pixels in a few vectorized passes (codes wider than 8 bits, and the two
+    halves of ``"split"``, a byte at a time). Then, per chunk of images (the working tensors stay small
+    enough for the cache), one of two lookups, both with ``embedding_bag``:
+
+    * ``"filters"``: the layer's view of the table, ``E[(tap, g), s, o] = T[s, idx[o, tap, g]]`` (the
+      runtime's per-filter lookup), is read once per output pixel as a bag of ``taps·G·planes`` rows of
+      length O, weighted by ``w_b`` (a power of two, so the weighting is exact) and summed.
+    * ``"pool"`` (1x1): first every pixel's dot product with every pool vector the layer uses,
+      ``R[g, k, p] = Σ_b w_b·T[s_b(g, p), k]`` (bags of ``planes`` rows of the small table itself), then
+      each filter sums its own ``R[g, idx[o, g], ·]`` over g (bags of G rows of length pixels). This is
+      the weight-pool saving: ``planes·K + O`` instead of ``planes·O`` reads per pixel and group, a gain
+      for wide layers (``O`` much larger than the pool's ``K``).
+
+    No Python loop over pixels, channels or bits; works on any device.
 
     Integer-exact mode: the sum is computed in float32 when ``max|T| · Σ_b|w_b| · taps · G < 2^24`` and
     otherwise in float64 (limit ``2^53``, else ``ValueError``). Below these bounds every partial sum is an
-    integer that the float type represents exactly, so the int64 result is exact (float arithmetic on
-    integers is exact until 2^24 / 2^53), and float32 keeps the fast path for the usual 4-8-bit tables.
+    integer that the float type represents exactly, so the int64 result is exact in any summation order
+    and either method (float arithmetic on integers is exact until 2^24 / 2^53), and float32 keeps the
+    fast path for the usual 4-8-bit tables.
     """
     _check(codes, indices, table, weight_shape, bits, signed, signed_mode)
     if bits > 16:
         raise ValueError(f"at most 16 activation bits, got {bits}")
+    if method not in ("auto", "filters", "pool"):
+        raise ValueError(f"method must be auto, filters or pool, got {method!r}")
     device = codes.device
     out_c, in_c, kh, kw = (int(v) for v in weight_shape)
     n, _, h, w = codes.shape
@@ -163,15 +258,15 @@ def lut_conv2d(codes: torch.Tensor, indices: torch.Tensor, table: torch.Tensor, 
     oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
     if oh <= 0 or ow <= 0:
         raise ValueError("kernel larger than the padded input")
+    pointwise = taps == 1 and ph == pw == 0
+    if method == "pool" and not pointwise:
+        raise ValueError("the pool method is for 1x1 convolutions without padding")
+    if pointwise and (sh, sw) != (1, 1):  # a strided 1x1 conv reads every sh-th pixel only
+        codes, sh, sw, h, w = codes[:, :, ::sh, ::sw], 1, 1, oh, ow
     table = table.to(device)
-    idx = indices.to(device=device, dtype=torch.int64).reshape(out_c, taps, groups)
-
-    x = F.pad(codes.to(torch.int32), (pw, pw, ph, ph))  # zero code at the border; int32 halves the traffic
-    x = x.permute(0, 2, 3, 1).reshape(n, h + 2 * ph, w + 2 * pw, groups, VECTOR)
-    planes = _bit_planes(x, bits, signed, signed_mode)
-    del x
-    pat = torch.stack([p for _, p in planes], dim=-1)  # [N, Hp, Wp, G, P]
-    weights = [wb for wb, _ in planes]
+    idx = indices.to(device=device, dtype=torch.int64).reshape(out_c, taps * groups)
+    weights = [wb for _, ws, _ in _plane_parts(codes[:0], bits, signed, signed_mode) for wb in ws]
+    planes = len(weights)
 
     integer = not table.is_floating_point()
     if integer:
@@ -181,27 +276,83 @@ def lut_conv2d(codes: torch.Tensor, indices: torch.Tensor, table: torch.Tensor, 
         acc = torch.float32 if bound < 1 << 24 else torch.float64
     else:
         acc = table.dtype
-    # E[(t*G + g)*256 + s, o] = T[s, idx[o, t, g]]
-    emb = table[:, idx].to(acc).permute(2, 3, 0, 1).reshape(taps * groups * PATTERNS, out_c)
-    offsets = (torch.arange(taps * groups, device=device, dtype=torch.int32) * PATTERNS).view(taps, groups, 1)
-    psw_row = torch.tensor(weights, dtype=acc, device=device).repeat(taps * groups)  # [T*G*P]
+    table = table.to(acc)
+    out = torch.empty(n, out_c, oh, ow, dtype=torch.int64 if integer else acc, device=device)
+    used = torch.unique(idx) if pointwise else None
+    if method == "pool" or (method == "auto" and pointwise and _pool_is_cheaper(out_c, planes, len(used))):
+        _pool_lookup(codes, idx, table, used, bits, signed, signed_mode, weights, out, chunk_elements)
+    else:
+        _filter_lookup(codes, idx, table, (kh, kw), (sh, sw), (ph, pw), bits, signed, signed_mode, weights, out,
+                       chunk_elements)
+    return _finish(out, scale, bias)
 
-    pix, bag = oh * ow, taps * groups * len(planes)
-    chunk = max(1, chunk_elements // (pix * bag))
-    out = torch.empty(n, pix, out_c, dtype=acc, device=device)
+
+def _pool_is_cheaper(out_channels: int, planes: int, pool_vectors: int) -> bool:
+    """``method="auto"``'s choice for a 1x1 layer: the pool lookup once the layer is wide enough. Per pixel
+    and group the filter lookup reads ``planes·O`` table entries, the pool lookup ``planes·k`` plus ``O``
+    (``k`` pool vectors used), each at its own cost per entry; the weights are fitted to CPU timings of
+    MobileNet-v2's layers (``benchmarks/lut_speed.py``). It decides only the speed, never the result."""
+    return out_channels * (planes - 1.6) > 2.6 * planes * pool_vectors
+
+
+def _fill_lookups(dst: torch.Tensor, patterns: list[tuple[torch.Tensor, list[int]]], src_view, offset) -> None:
+    """Write ``src_view(pattern)[..., :planes] + offset`` of every pattern source into its planes' slot of
+    ``dst [..., planes]`` (int32 row numbers)."""
+    col = 0
+    for pat, ws in patterns:
+        torch.add(src_view(pat[..., :len(ws)]), offset, out=dst[..., col:col + len(ws)])
+        col += len(ws)
+
+
+def _filter_lookup(codes, idx, table, kernel, stride, padding, bits, signed, signed_mode, weights, out, chunk_elements):
+    """The ``"filters"`` method of :func:`lut_conv2d`, into ``out``."""
+    device, (kh, kw), (sh, sw), (ph, pw) = codes.device, kernel, stride, padding
+    n, out_c, oh, ow = out.shape
+    taps, groups, planes = kh * kw, codes.shape[1] // VECTOR, len(weights)
+    # E[(t*G + g)*256 + s, o] = T[s, idx[o, t, g]]: one gather (the table and the indices broadcast)
+    emb = torch.gather(table.expand(taps * groups, PATTERNS, -1), 2,
+                       idx.t().unsqueeze(1).expand(-1, PATTERNS, -1)).view(taps * groups * PATTERNS, out_c)
+    offsets = (torch.arange(taps * groups, device=device, dtype=torch.int32) * PATTERNS).view(taps, groups, 1)
+    pix, bag = oh * ow, taps * groups * planes
+    chunk = max(1, min(n, chunk_elements // (pix * max(bag, out_c))))
+    # bag weights, contiguous (embedding_bag flattens them: an expanded row would be copied per call)
+    psw = torch.tensor(weights, dtype=table.dtype, device=device).repeat(chunk * pix * taps * groups).view(-1, bag)
+    lookups = torch.empty(chunk, oh, ow, taps, groups, planes, dtype=torch.int32, device=device)
     for n0 in range(0, n, chunk):
         n1 = min(n, n0 + chunk)
-        lookups = torch.stack([pat[n0:n1, ky:ky + sh * (oh - 1) + 1:sh, kx:kx + sw * (ow - 1) + 1:sw]
-                               for ky in range(kh) for kx in range(kw)], dim=3)  # [n, oh, ow, T, G, P]
-        lookups = lookups.add_(offsets).view((n1 - n0) * pix, bag)
-        psw = psw_row.expand((n1 - n0) * pix, bag)  # the CPU kernel reads the stride-0 rows as they are
-        if psw.device.type != "cpu":
-            psw = psw.contiguous()
-        out[n0:n1] = F.embedding_bag(lookups, emb, mode="sum", per_sample_weights=psw).view(n1 - n0, pix, out_c)
-    out = out.view(n, oh, ow, out_c).permute(0, 3, 1, 2).contiguous()
-    if integer:
-        out = out.to(torch.int64)
-    return _finish(out, scale, bias)
+        look = lookups[:n1 - n0]
+        patterns = _plane_patterns(codes[n0:n1], bits, signed, signed_mode, ph, pw, taps > 1)  # [m, G, Hp, Wp, 8] each
+        for t, (ky, kx) in enumerate((ky, kx) for ky in range(kh) for kx in range(kw)):
+            # row number (t*G + g)*256 + s_b of every plane, into its slot of the bag
+            _fill_lookups(look[:, :, :, t], patterns,
+                          lambda p: p[:, :, ky:ky + sh * (oh - 1) + 1:sh, kx:kx + sw * (ow - 1) + 1:sw].permute(0, 2, 3, 1, 4),
+                          offsets[t])
+        sums = F.embedding_bag(look.view(-1, bag), emb, mode="sum", per_sample_weights=psw[:look.shape[0] * pix])
+        out[n0:n1] = sums.view(n1 - n0, oh, ow, out_c).permute(0, 3, 1, 2)  # exact integers → int64 here
+
+
+def _pool_lookup(codes, idx, table, used, bits, signed, signed_mode, weights, out, chunk_elements):
+    """The ``"pool"`` method of :func:`lut_conv2d` (1x1, stride 1, no padding), into ``out``."""
+    device = codes.device
+    n, out_c, h, w = out.shape
+    groups, planes, k = codes.shape[1] // VECTOR, len(weights), len(used)
+    pool_table = table[:, used]  # the columns the layer uses, renumbered 0..k-1
+    slot = torch.searchsorted(used, idx)  # idx[o, g] → its column in pool_table
+    rows = (slot + torch.arange(groups, device=device) * k).to(torch.int32)  # [O, G]: row g*k + slot of R
+    pix = h * w
+    chunk = max(1, min(n, chunk_elements // (pix * groups * max(planes, k))))
+    psw = torch.tensor(weights, dtype=table.dtype, device=device).repeat(groups * chunk * pix).view(-1, planes)
+    lookups = torch.empty(groups * chunk * pix * planes, dtype=torch.int32, device=device)
+    for n0 in range(0, n, chunk):
+        n1 = min(n, n0 + chunk)
+        look = lookups[:groups * (n1 - n0) * pix * planes].view(groups, n1 - n0, h, w, planes)
+        patterns = _plane_patterns(codes[n0:n1], bits, signed, signed_mode, 0, 0)  # [m, G, H, W, 8] each
+        _fill_lookups(look, patterns, lambda p: p.transpose(0, 1), 0)
+        q = (n1 - n0) * pix
+        r = F.embedding_bag(look.view(-1, planes), pool_table, mode="sum", per_sample_weights=psw[:groups * q])
+        r = r.view(groups, q, k).transpose(1, 2).reshape(groups * k, q)  # R[g*k + slot, pixel]
+        sums = F.embedding_bag(rows, r, mode="sum")  # [O, q]: filter o sums its pool vectors' rows over g
+        out[n0:n1] = sums.view(out_c, n1 - n0, h, w).transpose(0, 1)
 
 
 def _finish(out: torch.Tensor, scale: float | None, bias: torch.Tensor | None) -> torch.Tensor:
