@@ -31,7 +31,7 @@ BENCH = f"{RESULTS}/benchmarks"
 def result(template, suffix="", **fields):
     """A result file or pattern: ``template`` of wp.names (the one home of result paths) under RESULTS,
     ``fields`` filled in (those not given stay wildcards)."""
-    return f"{RESULTS}/" + wpnames.path(template, **fields) + suffix
+    return f"{RESULTS}/{wpnames.path(template, **fields)}{suffix}"
 
 
 def relative(path):
@@ -175,7 +175,7 @@ def table3_checkpoints():
 
 def eval_checkpoint(wc):
     """quant_eval's input: wp{K}.pt, or retrain/wp{K}_a{B}.pt for a model named wp{K}_a{B}."""
-    return f"{RESULTS}/" + wpnames.model_checkpoint(wc.dataset, wc.network, wc.model)
+    return f"{RESULTS}/{wpnames.model_checkpoint(wc.dataset, wc.network, wc.model)}"
 
 
 def sweep_outputs():
