@@ -7,7 +7,7 @@ import torch.nn as nn
 
 from wp import WPError, augment, data, models
 from wp.train import (Tensors, _load_optimizer_state, autocast_dtype, evaluate, fit, fused_flag, hparams,
-                      make_optimizer, to_device)
+                      make_optimizer, steps_per_epoch, to_device)
 
 CPU = torch.device("cpu")
 
@@ -55,6 +55,28 @@ def test_unknown_amp_setting_is_one_line_error(digits):
         hparams({"amp": "fp16"})  # caught when the settings are resolved, before any job runs
     with pytest.raises(WPError, match="unknown amp setting 'fp16'"):
         fit(_tinyconv(ds, 0), train, {**hparams(), "amp": "fp16"}, seed=0, augment={}, log=lambda _m: None)
+
+
+def test_on_step_runs_once_after_every_optimizer_step(digits):
+    ds, train, _ = digits
+    model = _tinyconv(ds, 2)
+    hp = hparams({"epochs": 2, "batch_size": 32, "lr": 0.05, "bn_recalibrate": 0})
+    seen = []
+
+    def on_step(opt):
+        weight = model.fc1.weight
+        assert opt.state[weight]["momentum_buffer"] is not None  # the step has been made
+        seen.append((opt, weight.detach().clone()))
+
+    fit(model, Tensors(train.images[:100], train.labels[:100]), hp, seed=0, augment={}, log=lambda _m: None,
+        on_step=on_step)
+    assert len(seen) == 2 * steps_per_epoch(100, 32) == 6  # 3 full batches of 32 an epoch, the 4 left over dropped
+    assert len({id(opt) for opt, _ in seen}) == 1
+    assert all(not torch.equal(a, b) for (_, a), (_, b) in zip(seen, seen[1:]))  # each call sees a new step's weights
+    assert torch.equal(seen[-1][1], model.fc1.weight.detach())  # the last call follows the last step
+    other = torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
+    other.step()  # the callback belongs to that fit alone: no optimizer hook is left behind
+    assert len(seen) == 6
 
 
 def test_epoch_draws_give_the_same_augmentation_as_per_batch_draws():

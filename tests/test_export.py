@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 from conftest import REPO, copy_workflow, planned, pooled_model, snakemake
 
-from wp import WPError, checkpoint, data, export, lut, lutnet, pool
+from wp import WPError, c_header, checkpoint, data, export, export_load, lut, lutnet, pool
 from wp.selection import splits
 from wp.stages import act_train, quant_eval, table3
 from wp.stages import export as export_stage
@@ -79,9 +79,9 @@ def test_tinyconv_artifact_rebuilds_the_lut_network(digits_h5, tiny_wp, tmp_path
     x = digits_images(digits_h5)
     with torch.no_grad():
         ref = lutnet_from_checkpoint(digits_h5, tiny_wp, "tinyconv", 8, 8)(x)
-        got = export.load(f"{stem}.npz", f"{stem}.json")(x)
+        got = export_load.load(f"{stem}.npz", f"{stem}.json")(x)
     assert torch.equal(got, ref)
-    assert sum(isinstance(mod, lutnet.LUTLayer) for mod in export.load(f"{stem}.npz", f"{stem}.json").modules()) == 2
+    assert sum(isinstance(mod, lutnet.LUTLayer) for mod in export_load.load(f"{stem}.npz", f"{stem}.json").modules()) == 2
     # the ranges are quant_eval's (same seeded calibration sample) and the network is really accurate
     q = quant_eval.run(digits_h5, tiny_wp, "tinyconv", 8, 8, HP, tmp_path / "q.json", seed=0, device="cpu")
     layers = {e["name"]: e for e in m["layers"]}
@@ -131,7 +131,7 @@ def test_resnet_and_mobilenet_artifacts_rebuild_the_lut_network(network, digits_
     x = digits_images(digits_h5, 64)
     with torch.no_grad():
         ref = lutnet_from_checkpoint(digits_h5, ckpt, network, 6, 8, calibration_images=64)(x)
-        got = export.load(f"{stem}.npz", f"{stem}.json")(x)
+        got = export_load.load(f"{stem}.npz", f"{stem}.json")(x)
     assert torch.equal(got, ref)
     row = table3.row(ckpt, lut_bits=8)  # Table 3 counts the tables the artifact stores
     assert row["lut_tables"] == m["storage"]["tables"] == len(m["luts"])
@@ -150,7 +150,7 @@ def test_retrained_checkpoint_exports_its_own_ranges(digits_h5, tiny_wp, tmp_pat
     assert {e["name"]: [e["act_range"], e["act_signed"]] for e in m["layers"]} == ck["act_ranges"]
     x = digits_images(digits_h5, 64)
     with torch.no_grad():
-        assert torch.equal(export.load(f"{stem}.npz", f"{stem}.json")(x),
+        assert torch.equal(export_load.load(f"{stem}.npz", f"{stem}.json")(x),
                            lutnet_from_checkpoint(digits_h5, tmp_path / "r4.pt", "tinyconv", 4, 6)(x))
     with pytest.raises(WPError, match="retrained for 4-bit activations, not 8"):
         run_export(digits_h5, tmp_path / "r4.pt", "tinyconv", tmp_path / "x", act_bits=8)
@@ -164,7 +164,7 @@ def test_signed_split_and_reference_table_modes(digits_h5, tiny_wp, tmp_path):
     assert m["lut_dtype"] == "int16" and m["signed_mode"] == "split"
     x = digits_images(digits_h5, 64)
     with torch.no_grad():
-        assert torch.equal(export.load(f"{stem}.npz", f"{stem}.json")(x),
+        assert torch.equal(export_load.load(f"{stem}.npz", f"{stem}.json")(x),
                            lutnet_from_checkpoint(digits_h5, tiny_wp, "tinyconv", 5, 8, **kw)(x))
 
 
@@ -185,7 +185,7 @@ def test_pooled_linear_layer_exports(digits_h5, tmp_path):
     assert [e["kind"] for e in m["layers"] if e["name"] in fc] == ["linear"] * len(fc)
     x = digits_images(digits_h5, 32)
     with torch.no_grad():
-        assert torch.equal(export.load(f"{stem}.npz", f"{stem}.json")(x),
+        assert torch.equal(export_load.load(f"{stem}.npz", f"{stem}.json")(x),
                            lutnet_from_checkpoint(digits_h5, tmp_path / "fc.pt", "tinyconv", 8, 8)(x))
 
 
@@ -200,10 +200,10 @@ def test_index_packing_round_trips():
 
 
 def test_c_identifiers():
-    assert export.c_identifier("layer1.0.conv1.weight") == "layer1_0_conv1_weight"
-    assert export.c_identifier("0.weight") == "p_0_weight"
-    assert export.c_identifier("int") == "p_int"
-    assert export.c_identifier("_x") == "p__x"
+    assert c_header.c_identifier("layer1.0.conv1.weight") == "layer1_0_conv1_weight"
+    assert c_header.c_identifier("0.weight") == "p_0_weight"
+    assert c_header.c_identifier("int") == "p_int"
+    assert c_header.c_identifier("_x") == "p__x"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -248,7 +248,7 @@ def c_layer_result(stem, entry, codes, work):
     np.savetxt(work / "codes.txt", codes.reshape(-1).numpy(), fmt="%d")
     exe = work / "layer"
     cc = subprocess.run(["gcc", "-std=c99", "-O1", "-Wall", "-Wno-unused-const-variable", "-Wno-unused-function",
-                         f"-I{stem.parent}", f"-I{export.C_SOURCE.parent}", str(work / "main.c"), "-o", str(exe)],
+                         f"-I{stem.parent}", f"-I{c_header.C_SOURCE.parent}", str(work / "main.c"), "-o", str(exe)],
                         capture_output=True, text=True)
     assert cc.returncode == 0 and not cc.stderr, cc.stderr[-3000:]
     r = subprocess.run([str(exe), str(work / "codes.txt"), str(codes.shape[1]), str(codes.shape[2])],
@@ -324,10 +324,10 @@ def test_bad_input_is_refused_and_outputs_stay(digits_h5, trained_tinyconv, tiny
     # an artifact whose arrays do not match its manifest
     (tmp_path / "other" / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(WPError, match="is not a readable .npz"):
-        export.load(tmp_path / "other" / "bad.npz", f"{stem}.json")
+        export_load.load(tmp_path / "other" / "bad.npz", f"{stem}.json")
     np.savez(tmp_path / "other" / "short.npz", conv1_weight=np.zeros(3, np.float32))
     with pytest.raises(WPError, match="does not match"):
-        export.load(tmp_path / "other" / "short.npz", f"{stem}.json")
+        export_load.load(tmp_path / "other" / "short.npz", f"{stem}.json")
 
 
 def test_cli_export_and_bad_bits(digits_h5, tiny_wp, tmp_path):
@@ -371,7 +371,7 @@ def test_snakemake_all_exports(tmp_path):
     assert (work / "results" / "logs" / "export" / "digits" / "tinyconv" / "wp8" / "a6_lut8.log").exists()
     x = digits_images(work / "results" / "digits" / "data.h5", 16)
     with torch.no_grad():
-        assert export.load(out / "a6_lut8.npz", out / "a6_lut8.json")(x).shape == (16, 10)
+        assert export_load.load(out / "a6_lut8.npz", out / "a6_lut8.json")(x).shape == (16, 10)
     assert "Nothing to be done" in snakemake(work, "-n", "all_exports", config=WF_CONFIG).stdout
     # another table width reruns only the export; retrained: the act_train job, then its export
     jobs = planned(work, {**WF_CONFIG, "export": {"act_bits": 6, "lut_bits": 4}}, "all_exports")
@@ -431,7 +431,7 @@ def test_pool_scales_travel_exactly_into_the_artifact_and_table3(mode, bn_free, 
     x = digits_images(digits_h5, 64)
     with torch.no_grad():
         ref = lutnet_from_checkpoint(digits_h5, ckpt, "cnn_nobn", 8, 8, calibration_images=64)(x)
-        got = export.load(f"{stem}.npz", f"{stem}.json")(x)
+        got = export_load.load(f"{stem}.npz", f"{stem}.json")(x)
     assert torch.equal(got, ref)
     arrays, ck = np.load(f"{stem}.npz"), checkpoint.load(ckpt)
     assert m["pool_scale"] == mode
@@ -491,13 +491,13 @@ def test_c_requantization_with_pool_scales_equals_the_lut_layer(mode, bn_free, d
     np.savetxt(tmp_path / "codes.txt", codes.reshape(-1).numpy(), fmt="%d")
     exe = tmp_path / "requant"
     cc = subprocess.run(["gcc", "-std=c99", "-O1", "-Wall", "-Wno-unused-const-variable", "-Wno-unused-function",
-                         f"-I{stem.parent}", f"-I{export.C_SOURCE.parent}", str(tmp_path / "main.c"), "-o", str(exe)],
+                         f"-I{stem.parent}", f"-I{c_header.C_SOURCE.parent}", str(tmp_path / "main.c"), "-o", str(exe)],
                         capture_output=True, text=True)
     assert cc.returncode == 0 and not cc.stderr, cc.stderr[-3000:]
     r = subprocess.run([str(exe), str(tmp_path / "codes.txt"), "5", "6"], capture_output=True, text=True)
     assert r.returncode == 0, r.returncode
     got = torch.tensor(np.array([np.float32(v) for v in r.stdout.split()]))
-    layer = export.load(f"{stem}.npz", f"{stem}.json").get_submodule(entry["name"])
+    layer = export_load.load(f"{stem}.npz", f"{stem}.json").get_submodule(entry["name"])
     x = (codes.double() * entry["act_step"]).float()[None]
     with torch.no_grad():
         expected = layer(x).reshape(-1)

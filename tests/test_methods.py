@@ -9,7 +9,6 @@ import torch.nn as nn
 
 from wp import WPError, checkpoint, compression, config, models
 from wp.methods import layers as layer_choice, prune, sharing, ternary, valueset
-from wp.methods.steps import after_every_step
 from wp.stages import compare, compare_sharing
 from wp.train import Tensors, fit, hparams
 
@@ -25,10 +24,10 @@ def random_data(n=64, seed=0):
     return Tensors(torch.randint(0, 256, (n, 1, 6, 6), generator=g, dtype=torch.uint8), torch.randint(0, 4, (n,), generator=g))
 
 
-def train_a_little(model, epochs=2, **hp):
+def train_a_little(model, epochs=2, on_step=None, **hp):
     return fit(model, random_data(), hparams({"epochs": epochs, "batch_size": 16, "lr": 0.1, "momentum": 0.9,
                                               "weight_decay": 5e-3, "schedule": "constant", **hp}),
-               seed=0, augment={}, log=lambda s: None)
+               seed=0, augment={}, log=lambda s: None, on_step=on_step)
 
 
 # --- layer choice -------------------------------------------------------------------------------
@@ -76,8 +75,7 @@ def test_pruned_weights_stay_zero_through_momentum_and_weight_decay():
     m = tiny()
     names, masks = _pruned(m, 0.7)
     keeper = prune.MaskKeeper(m, masks)
-    with after_every_step(keeper.apply):
-        train_a_little(m)
+    train_a_little(m, on_step=keeper.apply)
     mods = dict(m.named_modules())
     for n in names:
         w = mods[n].weight.detach()
@@ -86,12 +84,12 @@ def test_pruned_weights_stay_zero_through_momentum_and_weight_decay():
     assert prune.sparsity_of(m, names) == pytest.approx(0.7, abs=0.01)
 
 
-def test_without_the_mask_hook_pruned_weights_come_back():
+def test_without_the_mask_callback_pruned_weights_come_back():
     m = tiny()
     names, masks = _pruned(m, 0.7)
     train_a_little(m)
     revived = sum(int((dict(m.named_modules())[n].weight.detach()[masks[n] == 0] != 0).sum()) for n in names)
-    assert revived > 0  # what the hook above prevents
+    assert revived > 0  # what the callback above prevents
 
 
 def test_mask_keeper_zeroes_the_optimizer_state():
@@ -167,8 +165,7 @@ def test_searched_weights_lie_in_the_value_set():
     (p,) = valueset.attach(m, ["3"], vals)
     scale = float(p.scale)
     before = valueset.choices(m, ["3"])["3"]
-    with after_every_step(lambda opt: p.advance(4)):
-        train_a_little(m, lr=50.0)  # a learning rate that moves the logits
+    train_a_little(m, on_step=lambda opt: p.advance(4), lr=50.0)  # a learning rate that moves the logits
     after = valueset.choices(m, ["3"])["3"]
     assert (before != after).any()  # the search changed some choices
     assert float(p.temperature) == pytest.approx(0.97 ** (int(p.steps) // 4)) and int(p.steps) == 8

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from wp import WPError, data, export, intnet, lutnet, mcu, quant
+from wp import WPError, data, export_load, intnet, lutnet, mcu, quant
 from wp.train import as_float
 
 from conftest import pooled_model
@@ -29,7 +29,7 @@ needs_m3 = pytest.mark.skipif(not mcu.have_emulator(), reason=mcu.TOOLCHAIN_HINT
 def deployed(digits_h5, ckpt, network, tmp_path, act_bits):
     """The deployed network rebuilt from its export artifact, and a program compiled from it."""
     _, stem = run_export(digits_h5, ckpt, network, tmp_path, act_bits=act_bits, lut_bits=8)
-    model = export.load(f"{stem}.npz", f"{stem}.json")
+    model = export_load.load(f"{stem}.npz", f"{stem}.json")
     calib = as_float(torch.from_numpy(data.read(digits_h5).train.images[:256]))  # ranges of int8-only tensors
     return model, calib
 

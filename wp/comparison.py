@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from wp import WPError, checkpoint, compression, models  # noqa: E402
+from wp import WPError, checkpoint, compression, models, names  # noqa: E402
 from wp.plots import _save  # noqa: E402
 
 METHODS = ("float", "wp", "prune", "ternary", "valueset", "sharing")
@@ -56,7 +56,7 @@ def table(metrics: list[dict], checkpoints: dict[tuple[str, str, int], dict]) ->
             floats[key] = m["test_top1"]
             rows.append(_row(m, "float", "", compression.dense(models.create(key[1], **ck["model_args"])).summary(), 0))
         elif m["stage"] == "wp_train":
-            ck = _checkpoint(checkpoints, key, int(m["k"]), f"wp{m['k']}.pt")
+            ck = _checkpoint(checkpoints, key, int(m["k"]), names.model(m["k"]) + ".pt")
             rows.append(_row(m, "wp", f"K={m['k']}", weight_pool_footprint(ck).summary(), m["epochs"]))
         elif m["stage"] == "compare":
             rows.append(_row(m, m["method"], m["setting"], m["footprint"], m["retrain_epochs"]))

@@ -27,9 +27,11 @@ from dataclasses import dataclass, field
 
 import torch.nn as nn
 
+from wp import names
+from wp.lut import PATTERNS  # table rows: 8-bit activation patterns
+from wp.pool import VECTOR  # z-vector length
+
 BASE_BITS = {"fp32": 32, "int8": 8}
-VECTOR = 8  # z-vector length
-PATTERNS = 256  # table rows: 8-bit activation patterns
 
 
 @dataclass(frozen=True)
@@ -147,4 +149,4 @@ def weight_pool(model: nn.Module, pooled_layers: list[str], k: int, lut_bits: in
         encoded[name] = [Part(name, "index", n // VECTOR, bits)]
         if scales is not None:
             encoded[name].append(Part(name, "scale", int(scales[name]), SCALE_BITS))
-    return footprint(model, f"wp{k}", encoded, [Part("", "lut", PATTERNS * k, lut_bits) for _ in range(tables)])
+    return footprint(model, names.model(k), encoded, [Part("", "lut", PATTERNS * k, lut_bits) for _ in range(tables)])

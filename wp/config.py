@@ -11,7 +11,7 @@ import yaml
 
 from wp import WPError
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"  # package data (pyproject.toml)
 
 
 def _fill_defaults(schema: dict, instance):

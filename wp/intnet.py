@@ -42,6 +42,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from wp import WPError, lut, lutnet, quant
+from wp.c_header import C_TYPES
 
 QUANT_INPUT, CONV8, LUTCONV, MAXPOOL, SUMPOOL, REQUANT, DWCONV8, FLATTEN = 1, 2, 3, 4, 5, 6, 7, 8
 PLAIN, CACHE, PRECOMPUTE = 0, 1, 2
@@ -619,7 +620,6 @@ def run(p: Program, images: torch.Tensor) -> tuple[np.ndarray, list[np.ndarray]]
 # The C header
 # ----------------------------------------------------------------------------------------------------
 
-C_TYPES = {"int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t", "int32": "int32_t", "int64": "int64_t", "uint16": "uint16_t"}
 OP_FIELDS = ("type", "variant", "bits", "is_signed", "in_zp", "out_zp", "in_h", "in_w", "in_c", "out_h", "out_w", "out_c",
              "kh", "kw", "sh", "sw", "ph", "pw", "k", "in1_kind", "out_kind", "shift", "in1_zp", "lo", "hi")
 

@@ -44,8 +44,8 @@ import torch.nn.functional as F
 
 from wp import pool as pool_mod
 from wp import quant
+from wp.pool import VECTOR
 
-VECTOR = 8
 PATTERNS = 1 << VECTOR  # 256 rows in the table
 SIGNED_MODES = ("twos", "split")
 

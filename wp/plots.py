@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from wp import names  # noqa: E402
 from wp.io import atomic_path  # noqa: E402
 
 
@@ -28,7 +29,7 @@ def pool_size(table4: pd.DataFrame, out: str | Path) -> None:
     for i, row in table4.iterrows():
         color = f"C{i % 10}"
         label = f"{row['network']} ({row['dataset']})"
-        ax.plot(ks, [row[f"wp{k}"] for k in ks], "o-", color=color, label=label)
+        ax.plot(ks, [row[names.model(k)] for k in ks], "o-", color=color, label=label)
         ax.axhline(row["original"], color=color, linestyle="--", linewidth=0.8)
     ax.set_xscale("log", base=2)
     ax.set_xticks(ks, [str(k) for k in ks])
@@ -47,7 +48,7 @@ def training_curves(metrics: list[dict], out: str | Path) -> None:
     for ax, (dataset, network) in zip(axes[0], networks):
         runs = [m for m in metrics if (m["dataset"], m["network"]) == (dataset, network)]
         for m in sorted(runs, key=lambda m: (m["stage"], m.get("k", 0))):
-            label = "pretrain" if m["stage"] == "pretrain" else f"wp{m['k']}"
+            label = "pretrain" if m["stage"] == "pretrain" else names.model(m["k"])
             epochs = [h["epoch"] for h in m["history"]]
             ax.plot(epochs, [h["loss"] for h in m["history"]], "o-", markersize=3, label=label)
         ax.set_title(f"{network} ({dataset})", fontsize=9)

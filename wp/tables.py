@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from wp import WPError, paper
+from wp import WPError, names, paper
 from wp.io import atomic_path
 
 
@@ -62,14 +62,14 @@ def table4(metrics: list[dict]) -> pd.DataFrame:
             row["test_images"] = m["test_images"]
         elif m["stage"] == "wp_train":
             ks.add(int(m["k"]))
-            row[f"wp{m['k']}"] = round(m["test_top1"], 2)
+            row[names.model(m["k"])] = round(m["test_top1"], 2)
             for f in ("pooled_conv_vectors", "pooled_fc"):
                 if f in m:
                     fact[f] = m[f]
             row["pool_scale"] = m.get("pool_scale", "none")  # metrics older than the option had none
         else:
             raise WPError(f"metrics of stage {m['stage']!r} do not belong in table 4: pass pretrain and wp_train metrics")
-    columns = ["dataset", "network", "original"] + [f"wp{k}" for k in sorted(ks)]
+    columns = ["dataset", "network", "original"] + [names.model(k) for k in sorted(ks)]
     paper_cols = ["paper_original"] + [f"paper_wp{k}" for k in sorted(ks)]
     for (dataset, network), row in rows.items():
         ref = paper.TABLE4.get((dataset, network), {})

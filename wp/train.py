@@ -248,15 +248,26 @@ def _load_resume(path: Path, key: str, log: Callable[[str], None]) -> dict | Non
     return state
 
 
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Optimizer steps in one epoch of :func:`fit` over ``n`` images: the last incomplete batch is
+    dropped, except when the whole set is smaller than one batch."""
+    return max(1, n // batch_size) if n >= batch_size else 1
+
+
 def _batch_sizes(n: int, batch_size: int, steps: int) -> list[int]:
     """Images in each of an epoch's ``steps`` batches (the last incomplete batch is dropped, except
     when the whole set is smaller than one batch)."""
     return [min(batch_size, n - step * batch_size) for step in range(steps)]
 
 
+OnStep = Callable[[torch.optim.Optimizer], None]
+
+
 def _train_epoch(model: nn.Module, opt: torch.optim.Optimizer, loss_fn: nn.Module, train: Tensors, hp: dict,
-                 epoch: int, steps: int, gen: torch.Generator, augment: dict) -> tuple[float, int, int, float]:
-    """One epoch of ``steps`` optimizer steps; returns (summed loss, correct, images seen, last lr).
+                 epoch: int, steps: int, gen: torch.Generator, augment: dict,
+                 on_step: OnStep | None = None) -> tuple[float, int, int, float]:
+    """One epoch of ``steps`` optimizer steps (``on_step(opt)`` after each); returns (summed loss,
+    correct, images seen, last lr).
 
     The shuffle and the augmentation choices are drawn from ``gen`` at the start (same stream as
     drawing them per step) and copied to the device once. Loss and correct answers are summed on the
@@ -286,6 +297,8 @@ def _train_epoch(model: nn.Module, opt: torch.optim.Optimizer, loss_fn: nn.Modul
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if on_step is not None:
+            on_step(opt)
         total_loss += loss.detach().double() * len(y)
         correct += (logits.argmax(1) == y).sum()
     total = float(total_loss)
@@ -305,8 +318,14 @@ def _load_optimizer_state(opt: torch.optim.Optimizer, state: dict) -> None:
 
 def fit(model: nn.Module, train: Tensors, hp: dict, *, seed: int, augment: dict,
         val: Tensors | None = None, log: Callable[[str], None] = print,
-        resume: str | Path | None = None, resume_tag: str = "", stop_after_epoch: int | None = None) -> dict:
+        resume: str | Path | None = None, resume_tag: str = "", stop_after_epoch: int | None = None,
+        on_step: OnStep | None = None) -> dict:
     """Train ``model`` in place; returns the history and which epoch's weights were kept.
+
+    ``on_step(optimizer)`` is called after every optimizer step, before the next batch (pruning
+    re-applies its masks there, the value-set search advances its temperature): in a resumed run
+    too, for the steps it still makes (state the callback keeps must live in the model, e.g. as
+    buffers, to resume with it).
 
     With ``resume`` (a file path) the full training state (model, optimizer, random generator,
     history, epoch) is written there atomically after every epoch, and a run that finds a file
@@ -325,7 +344,7 @@ def fit(model: nn.Module, train: Tensors, hp: dict, *, seed: int, augment: dict,
     opt = make_optimizer(model, hp)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=hp["label_smoothing"])
     bs, n = hp["batch_size"], len(train)
-    steps = max(1, n // bs) if n >= bs else 1
+    steps = steps_per_epoch(n, bs)
     history, best = [], (-1.0, None, 0)
     first_epoch, earlier = 0, 0.0
     resume = Path(resume) if resume is not None else None
@@ -343,7 +362,8 @@ def fit(model: nn.Module, train: Tensors, hp: dict, *, seed: int, augment: dict,
     model.train()
     for epoch in range(first_epoch, hp["epochs"]):
         t0 = time.perf_counter()
-        total_loss, correct, seen, lr = _train_epoch(model, opt, loss_fn, train, hp, epoch, steps, gen, augment)
+        total_loss, correct, seen, lr = _train_epoch(model, opt, loss_fn, train, hp, epoch, steps, gen, augment,
+                                                        on_step)
         seconds = time.perf_counter() - t0
         row = {"epoch": epoch + 1, "loss": total_loss / seen, "train_top1": 100.0 * correct / seen, "lr": lr,
                "seconds": seconds, "images_per_s": seen / seconds}

@@ -12,6 +12,7 @@ from wp import WPError
 from wp import codedeps
 from wp import config as wpconfig
 from wp import models as wpmodels
+from wp import names as wpnames
 from wp import recipes
 
 # a --configfile's or --config's experiments replace config.yaml's instead of adding to them
@@ -25,6 +26,12 @@ RESULTS = config["results_dir"]
 TABLES = config["tables_dir"]
 LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
+
+
+def result(template, suffix="", **fields):
+    """A result file or pattern: ``template`` of wp.names (the one home of result paths) under RESULTS,
+    ``fields`` filled in (those not given stay wildcards)."""
+    return f"{RESULTS}/{wpnames.path(template, **fields)}{suffix}"
 
 
 def relative(path):
@@ -114,8 +121,8 @@ def jobs():
 def table4_metrics():
     out = []
     for d, n in jobs():
-        out.append(f"{RESULTS}/{d}/{n}/pretrained.json")
-        out += [f"{RESULTS}/{d}/{n}/wp{k}.json" for k in config["pool_sizes"]]
+        out.append(result(wpnames.PRETRAINED, ".json", dataset=d, network=n))
+        out += [result(wpnames.POOLED, ".json", dataset=d, network=n, k=k) for k in config["pool_sizes"]]
     return out
 
 
@@ -135,36 +142,40 @@ SWEEP_K = SWEEPS["pool_size"]
 
 
 def sweep_eval(d, n, model, act_bits, lut_bits):
-    return f"{RESULTS}/{d}/{n}/eval/{model}/a{act_bits}_lut{wpsweeps.lut_label(lut_bits)}.json"
+    return result(wpnames.EVAL, dataset=d, network=n, model=model, abits=act_bits, lbits=wpsweeps.lut_label(lut_bits))
 
 
 def table5_evals():
     t5 = SWEEPS["table5"]
-    return [sweep_eval(d, n, f"wp{SWEEP_K}", t5["act_bits"], lb) for d, n in jobs() for lb in [None, *t5["lut_bits"]]]
+    return [
+        sweep_eval(d, n, wpnames.model(SWEEP_K), t5["act_bits"], lb)
+        for d, n in jobs()
+        for lb in [None, *t5["lut_bits"]]
+    ]
 
 
 def table5_wp_metrics():
-    return [f"{RESULTS}/{d}/{n}/wp{SWEEP_K}.json" for d, n in jobs()]
+    return [result(wpnames.POOLED, ".json", dataset=d, network=n, k=SWEEP_K) for d, n in jobs()]
 
 
 def table6_evals():
     t6 = SWEEPS["table6"]
     out = []
     for d, n in jobs():
-        out += [sweep_eval(d, n, f"wp{SWEEP_K}", b, t6["lut_bits"]) for b in t6["act_bits"]]
-        out += [sweep_eval(d, n, f"wp{SWEEP_K}_a{b}", b, t6["lut_bits"]) for b in wpsweeps.retrain_bits(config, n)]
+        out += [sweep_eval(d, n, wpnames.model(SWEEP_K), b, t6["lut_bits"]) for b in t6["act_bits"]]
+        out += [
+            sweep_eval(d, n, wpnames.model(SWEEP_K, b), b, t6["lut_bits"]) for b in wpsweeps.retrain_bits(config, n)
+        ]
     return out
 
 
 def table3_checkpoints():
-    return [f"{RESULTS}/{d}/{n}/wp{SWEEP_K}.pt" for d, n in jobs()]
+    return [result(wpnames.POOLED, ".pt", dataset=d, network=n, k=SWEEP_K) for d, n in jobs()]
 
 
 def eval_checkpoint(wc):
     """quant_eval's input: wp{K}.pt, or retrain/wp{K}_a{B}.pt for a model named wp{K}_a{B}."""
-    if "_a" in wc.model:
-        return f"{RESULTS}/{wc.dataset}/{wc.network}/retrain/{wc.model}.pt"
-    return f"{RESULTS}/{wc.dataset}/{wc.network}/{wc.model}.pt"
+    return f"{RESULTS}/{wpnames.model_checkpoint(wc.dataset, wc.network, wc.model)}"
 
 
 def sweep_outputs():
@@ -178,9 +189,9 @@ def export_outputs():
     """The artifacts of `all_exports`: per (dataset, network) of export.networks, the pool of sweeps.pool_size
     at export.act_bits / lut_bits (the act_train checkpoint with export.retrained)."""
     ex = config["export"]
-    model = f"wp{SWEEP_K}_a{ex['act_bits']}" if ex["retrained"] else f"wp{SWEEP_K}"
+    model = wpnames.model(SWEEP_K, ex["act_bits"] if ex["retrained"] else None)
     return [
-        f"{RESULTS}/{d}/{n}/export/{model}/a{ex['act_bits']}_lut{ex['lut_bits']}.{ext}"
+        result(wpnames.EXPORT, f".{ext}", dataset=d, network=n, model=model, abits=ex["act_bits"], lbits=ex["lut_bits"])
         for d, n in jobs()
         if not ex["networks"] or n in ex["networks"]
         for ext in ("npz", "json", "h")
@@ -226,11 +237,14 @@ def needed(files, wc):
 def compare_metrics():
     out = []
     for d, n in compare_jobs():
-        out.append(f"{RESULTS}/{d}/{n}/pretrained.json")
+        out.append(result(wpnames.PRETRAINED, ".json", dataset=d, network=n))
         if "wp" in config["compare"]["methods"]:
-            out += [f"{RESULTS}/{d}/{n}/wp{k}.json" for k in config["pool_sizes"]]
+            out += [result(wpnames.POOLED, ".json", dataset=d, network=n, k=k) for k in config["pool_sizes"]]
         for method in COMPARE_METHODS:
-            out += [f"{RESULTS}/{d}/{n}/compare/{method}/{s}.json" for s in compare_settings(method)]
+            out += [
+                result(wpnames.COMPARE, ".json", dataset=d, network=n, method=method, setting=s)
+                for s in compare_settings(method)
+            ]
     return out
 
 
@@ -238,9 +252,9 @@ def compare_checkpoints():
     """The float and pooled checkpoints whose networks the table's footprints are computed from."""
     out = []
     for d, n in compare_jobs():
-        out.append(f"{RESULTS}/{d}/{n}/pretrained.pt")
+        out.append(result(wpnames.PRETRAINED, ".pt", dataset=d, network=n))
         if "wp" in config["compare"]["methods"]:
-            out += [f"{RESULTS}/{d}/{n}/wp{k}.pt" for k in config["pool_sizes"]]
+            out += [result(wpnames.POOLED, ".pt", dataset=d, network=n, k=k) for k in config["pool_sizes"]]
     return out
 
 

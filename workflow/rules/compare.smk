@@ -4,12 +4,12 @@
 
 rule compare_train:
     input:
-        data=f"{RESULTS}/{{dataset}}/data.h5",
-        ckpt=f"{RESULTS}/{{dataset}}/{{network}}/pretrained.pt",
+        data=result(wpnames.DATA),
+        ckpt=result(wpnames.PRETRAINED, ".pt"),
         code=lambda wc: needed(code("compare", wc.method), wc),
     output:
-        ckpt=f"{RESULTS}/{{dataset}}/{{network}}/compare/{{method}}/{{setting}}.pt",
-        metrics=f"{RESULTS}/{{dataset}}/{{network}}/compare/{{method}}/{{setting}}.json",
+        ckpt=result(wpnames.COMPARE, ".pt"),
+        metrics=result(wpnames.COMPARE, ".json"),
     log:
         f"{LOGS}/compare/{{dataset}}/{{network}}/{{method}}/{{setting}}.log",
     benchmark:
@@ -35,13 +35,13 @@ rule compare_train:
 
 rule compare_sharing:
     input:
-        data=f"{RESULTS}/{{dataset}}/data.h5",
-        ckpt=f"{RESULTS}/{{dataset}}/{{network}}/pretrained.pt",
-        pretrain_metrics=f"{RESULTS}/{{dataset}}/{{network}}/pretrained.json",
+        data=result(wpnames.DATA),
+        ckpt=result(wpnames.PRETRAINED, ".pt"),
+        pretrain_metrics=result(wpnames.PRETRAINED, ".json"),
         code=code("compare", "sharing"),
     output:
-        ckpt=f"{RESULTS}/{{dataset}}/{{network}}/compare/sharing/{{setting}}.pt",
-        metrics=f"{RESULTS}/{{dataset}}/{{network}}/compare/sharing/{{setting}}.json",
+        ckpt=result(wpnames.COMPARE, ".pt", method="sharing"),
+        metrics=result(wpnames.COMPARE, ".json", method="sharing"),
     log:
         f"{LOGS}/compare/{{dataset}}/{{network}}/sharing/{{setting}}.log",
     benchmark:

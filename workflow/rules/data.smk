@@ -8,7 +8,7 @@ rule prepare:
         code=code("prepare"),
         own=lambda wc: own_dataset_file(wc.dataset),
     output:
-        f"{RESULTS}/{{dataset}}/data.h5",
+        result(wpnames.DATA),
     log:
         f"{LOGS}/prepare/{{dataset}}.log",
     benchmark:

@@ -5,13 +5,13 @@
 
 rule export:
     input:
-        data=f"{RESULTS}/{{dataset}}/data.h5",
+        data=result(wpnames.DATA),
         ckpt=eval_checkpoint,
         code=code("export"),
     output:
-        npz=f"{RESULTS}/{{dataset}}/{{network}}/export/{{model}}/a{{abits}}_lut{{lbits}}.npz",
-        json=f"{RESULTS}/{{dataset}}/{{network}}/export/{{model}}/a{{abits}}_lut{{lbits}}.json",
-        h=f"{RESULTS}/{{dataset}}/{{network}}/export/{{model}}/a{{abits}}_lut{{lbits}}.h",
+        npz=result(wpnames.EXPORT, ".npz"),
+        json=result(wpnames.EXPORT, ".json"),
+        h=result(wpnames.EXPORT, ".h"),
     log:
         f"{LOGS}/export/{{dataset}}/{{network}}/{{model}}/a{{abits}}_lut{{lbits}}.log",
     benchmark:

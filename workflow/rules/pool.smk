@@ -1,9 +1,9 @@
 rule cluster:
     input:
-        ckpt=f"{RESULTS}/{{dataset}}/{{network}}/pretrained.pt",
+        ckpt=result(wpnames.PRETRAINED, ".pt"),
         code=code("cluster"),
     output:
-        f"{RESULTS}/{{dataset}}/{{network}}/pool{{k}}.h5",
+        result(wpnames.POOL),
     log:
         f"{LOGS}/cluster/{{dataset}}/{{network}}/pool{{k}}.log",
     benchmark:
@@ -29,13 +29,13 @@ rule cluster:
 
 rule wp_train:
     input:
-        data=f"{RESULTS}/{{dataset}}/data.h5",
-        ckpt=f"{RESULTS}/{{dataset}}/{{network}}/pretrained.pt",
-        pool=f"{RESULTS}/{{dataset}}/{{network}}/pool{{k}}.h5",
+        data=result(wpnames.DATA),
+        ckpt=result(wpnames.PRETRAINED, ".pt"),
+        pool=result(wpnames.POOL),
         code=code("wp_train"),
     output:
-        ckpt=f"{RESULTS}/{{dataset}}/{{network}}/wp{{k}}.pt",
-        metrics=f"{RESULTS}/{{dataset}}/{{network}}/wp{{k}}.json",
+        ckpt=result(wpnames.POOLED, ".pt"),
+        metrics=result(wpnames.POOLED, ".json"),
     log:
         f"{LOGS}/wp_train/{{dataset}}/{{network}}/wp{{k}}.log",
     benchmark:

@@ -1,10 +1,10 @@
 rule pretrain:
     input:
-        data=f"{RESULTS}/{{dataset}}/data.h5",
+        data=result(wpnames.DATA),
         code=code("pretrain"),
     output:
-        ckpt=f"{RESULTS}/{{dataset}}/{{network}}/pretrained.pt",
-        metrics=f"{RESULTS}/{{dataset}}/{{network}}/pretrained.json",
+        ckpt=result(wpnames.PRETRAINED, ".pt"),
+        metrics=result(wpnames.PRETRAINED, ".json"),
     log:
         f"{LOGS}/pretrain/{{dataset}}/{{network}}.log",
     benchmark:

@@ -3,18 +3,18 @@
 
 
 wildcard_constraints:
-    model="wp[0-9]+(_a[0-9]+)?",
+    model=wpnames.MODEL.pattern,
     abits="[0-9]+",
     lbits="[0-9]+|none",
 
 
 rule quant_eval:
     input:
-        data=f"{RESULTS}/{{dataset}}/data.h5",
+        data=result(wpnames.DATA),
         ckpt=eval_checkpoint,
         code=code("quant_eval"),
     output:
-        f"{RESULTS}/{{dataset}}/{{network}}/eval/{{model}}/a{{abits}}_lut{{lbits}}.json",
+        result(wpnames.EVAL),
     log:
         f"{LOGS}/quant_eval/{{dataset}}/{{network}}/{{model}}/a{{abits}}_lut{{lbits}}.log",
     benchmark:
@@ -42,12 +42,12 @@ rule quant_eval:
 
 rule act_train:
     input:
-        data=f"{RESULTS}/{{dataset}}/data.h5",
-        ckpt=f"{RESULTS}/{{dataset}}/{{network}}/wp{{k}}.pt",
+        data=result(wpnames.DATA),
+        ckpt=result(wpnames.POOLED, ".pt"),
         code=code("act_train"),
     output:
-        ckpt=f"{RESULTS}/{{dataset}}/{{network}}/retrain/wp{{k}}_a{{abits}}.pt",
-        metrics=f"{RESULTS}/{{dataset}}/{{network}}/retrain/wp{{k}}_a{{abits}}.json",
+        ckpt=result(wpnames.RETRAINED, ".pt"),
+        metrics=result(wpnames.RETRAINED, ".json"),
     log:
         f"{LOGS}/act_train/{{dataset}}/{{network}}/wp{{k}}_a{{abits}}.log",
     benchmark:

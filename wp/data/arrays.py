@@ -10,19 +10,18 @@ integers ``0 .. K-1``. ``classes`` (optional) names the K classes, otherwise the
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 
 from wp import WPError
+from wp.names import NAME
 from wp.data.registry import DatasetSpec, Split, names, register_dataset
 from wp.io import sha256
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 OPTIONS = ("npz", "classes", "augment")
 _OWN: set[str] = set()  # names register_own has registered (it may run again, e.g. per validation)
-NAME = re.compile(r"[a-z0-9_]+")  # what a workflow wildcard and a folder name can hold
 
 
 def is_own(options: dict | None) -> bool:

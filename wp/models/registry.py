@@ -17,11 +17,11 @@ from typing import Callable
 import torch.nn as nn
 
 from wp import WPError
+from wp.names import NAME
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 _ORIGIN: dict[str, str] = {}  # network name -> the file that registered it
 _LOADED: dict[Path, list[str]] = {}  # network file -> the names it registered
-NAME = re.compile(r"[a-z0-9_]+")  # what a workflow wildcard and a file name can hold
 BUILDER_ARGS = {"in_channels": 1, "num_classes": 10, "image_size": 28}
 
 

@@ -20,7 +20,6 @@ from wp.compression import weight_layers
 from wp.data import augment_for
 from wp.io import atomic_path
 from wp.methods import prune
-from wp.methods.steps import after_every_step
 from wp.selection import splits
 from wp.stages import compare_common
 from wp.train import evaluate, fit, seed_everything
@@ -81,11 +80,10 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, hp: dict, sp
         keeper = prune.MaskKeeper(model, prune.masks(model, layers, q))
         keeper.apply()
         pruned = evaluate(model, test, hp["eval_batch_size"])
-        with after_every_step(keeper.apply):
-            stop = stop_after_epoch - (r - 1) * hp["epochs"] if stop_after_epoch is not None else None
-            result = fit(model, train, hp, seed=seed + r, augment=augment_for(s.ds), val=val,
-                         resume=f"{out_ckpt}.resume{r}", resume_tag=f"{tag} round {r} of {rounds} q {q!r}",
-                         stop_after_epoch=stop if stop is not None and 1 <= stop <= hp["epochs"] else None)
+        stop = stop_after_epoch - (r - 1) * hp["epochs"] if stop_after_epoch is not None else None
+        result = fit(model, train, hp, seed=seed + r, augment=augment_for(s.ds), val=val, on_step=keeper.apply,
+                     resume=f"{out_ckpt}.resume{r}", resume_tag=f"{tag} round {r} of {rounds} q {q!r}",
+                     stop_after_epoch=stop if stop is not None and 1 <= stop <= hp["epochs"] else None)
         keeper.apply()  # a kept best_val state or BN recalibration never un-prunes; make it explicit
         row = {"round": r, "target_sparsity": target, "q": q, "sparsity": prune.sparsity_of(model, layers),
                "pruned_top1": pruned, "retrained_top1": evaluate(model, test, hp["eval_batch_size"]),

@@ -9,15 +9,9 @@ from wp import WPError
 from wp.data import augment_for
 from wp.methods import layers as layer_choice
 from wp.methods import valueset
-from wp.methods.steps import after_every_step
 from wp.selection import splits
 from wp.stages import compare_common
-from wp.train import evaluate, fit, seed_everything
-
-
-def steps_per_epoch(n: int, batch_size: int) -> int:
-    """Optimizer steps per epoch of ``wp.train.fit`` (it drops the last partial batch)."""
-    return max(1, n // batch_size) if n >= batch_size else 1
+from wp.train import evaluate, fit, seed_everything, steps_per_epoch
 
 
 def run(data_path: str | Path, ckpt_path: str | Path, network: str, hp: dict, value_set: str, out_ckpt: str | Path,
@@ -44,10 +38,9 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, hp: dict, va
         for p in params:
             p.advance(per_epoch)
 
-    with after_every_step(advance):
-        result = fit(model, train, hp, seed=seed, augment=augment_for(s.ds), val=val, resume=f"{out_ckpt}.resume",
-                     resume_tag=f"{compare_common.inputs_digest(data_path, ckpt_path)} {value_set} {t0} {decay} {t_min} "
-                                f"{sharpness} {quantize_first} {quantize_last}", stop_after_epoch=stop_after_epoch)
+    result = fit(model, train, hp, seed=seed, augment=augment_for(s.ds), val=val, on_step=advance, resume=f"{out_ckpt}.resume",
+                 resume_tag=f"{compare_common.inputs_digest(data_path, ckpt_path)} {value_set} {t0} {decay} {t_min} "
+                            f"{sharpness} {quantize_first} {quantize_last}", stop_after_epoch=stop_after_epoch)
     seconds = result["seconds"]  # a resumed job's killed runs included
     after = valueset.choices(model, layers)
     changed = sum(int((before[n] != after[n]).sum()) for n in layers)
