@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from wp import WPError, compression, lut, lutnet, models, quant
+from wp import WPError, compression, lut, lutnet, models
 from wp.io import atomic_path
 
 FORMAT = "wp-export/1"
@@ -67,7 +67,7 @@ def c_identifier(name: str) -> str:
 
 def lut_dtype(lut_bits: int, mode: str) -> np.dtype:
     """The smallest signed integer type of the table codes: ``strict`` codes lie in ``[-2^(n-1), 2^(n-1))``,
-    ``reference`` codes in ``±(2^n - 1)`` (:func:`wp.quant.table_codes`)."""
+    ``reference`` codes in ``±(2^n - 1)`` (:func:`wp.lut.table_codes`)."""
     top = (1 << (lut_bits - 1)) if mode == "strict" else (1 << lut_bits) - 1
     for dt in (np.int8, np.int16, np.int32):
         if top <= np.iinfo(dt).max + (mode == "strict"):
@@ -116,7 +116,7 @@ def _layer_entry(name: str, layer: lutnet.LUTLayer, arrays: dict, roles: dict, k
     idx = layer.indices.cpu().numpy().reshape(out_c, kh, kw, in_c // lut.VECTOR)
     byte_idx = _array_entry(arrays, roles, f"{ident}_indices", idx.astype(index_dtype(k)), "indices")
     packed = _array_entry(arrays, roles, f"{ident}_indices_packed", pack_indices(idx, index_bits), "indices_packed")
-    act_step = quant.act_step(layer.bits, layer.rng, layer.signed)
+    q = layer.act_quant  # the layer's activation quantizer: bits, range, signedness, step
     n = idx.size
     return {
         "name": name, "ident": ident, "kind": "linear" if layer.is_linear else "conv2d",
@@ -124,8 +124,8 @@ def _layer_entry(name: str, layer: lutnet.LUTLayer, arrays: dict, roles: dict, k
         "padding": list(lut._pair(layer.padding)), "groups": 1, "z_vectors": n,
         "indices": byte_idx, "indices_packed": packed, "index_bits": index_bits,
         "lut": lut_name, "lut_step": layer.table_step,
-        "act_bits": layer.bits, "act_range": layer.rng, "act_signed": layer.signed, "act_step": act_step,
-        "act_shift": power_of_two_exponent(act_step), "scale": act_step * layer.table_step,
+        "act_bits": q.bits, "act_range": q.rng, "act_signed": q.signed, "act_step": q.step,
+        "act_shift": power_of_two_exponent(q.step), "scale": q.step * layer.table_step,
         "bias": c_identifier(f"{name}.bias") if layer.bias is not None else None,
         "pool_scale": None if layer.scale is None else _array_entry(
             arrays, roles, f"{ident}_pool_scale", layer.scale.detach().cpu().to(torch.float32).numpy(), "scale"),
