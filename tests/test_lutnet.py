@@ -68,7 +68,7 @@ def test_quantized_table_error_is_within_its_bound(lut_bits, mode):
 
 def test_zero_pool_vectors_make_a_zero_table_in_any_precision():
     table = torch.zeros(256, 4, dtype=torch.float64)
-    t, step = lutnet.layer_table(table, torch.tensor([0, 1]), 8)
+    t, step = lutnet.layer_table(table, torch.tensor([0, 1]), 8, "strict")
     assert not t.any() and step == 1.0
 
 

@@ -304,7 +304,7 @@ def emulate_conv2d(x: torch.Tensor, pool: torch.Tensor, weight: torch.Tensor, st
 # ----------------------------------------------------------------------------------------------------
 # The table ``T[s, k]`` can be quantized to ``n`` bits (Table 5) in two ways:
 #
-# * ``mode="strict"`` (our default): a true ``n``-bit signed uniform quantizer with ``2^n`` levels, the
+# * ``mode="strict"`` (the default of ``sweeps.lut_mode``): a true ``n``-bit signed uniform quantizer with ``2^n`` levels, the
 #   integers ``[-2^(n-1), 2^(n-1) - 1]`` times a step ``Δ_L = r / 2^(n-1)``, where ``r`` is the layer's range
 #   ``max |T|`` over the table columns the layer uses (:func:`table_range`). With this step ``-r`` is exactly
 #   representable and nothing is clipped except entries in ``(r - Δ_L, r]``, which land on the
@@ -329,7 +329,7 @@ def table_range(table: torch.Tensor, indices: torch.Tensor | None = None) -> flo
     return r
 
 
-def table_codes(table: torch.Tensor, bits: int, rng: float, mode: str = "strict") -> tuple[torch.Tensor, float]:
+def table_codes(table: torch.Tensor, bits: int, rng: float, mode: str) -> tuple[torch.Tensor, float]:
     """Quantize LUT entries to integer codes (int64, same shape as ``table``) and a step, such that
     ``codes * step`` is the quantized table (see the comment above for both modes).
 
@@ -354,7 +354,7 @@ def table_codes(table: torch.Tensor, bits: int, rng: float, mode: str = "strict"
     raise ValueError(f"mode must be one of {TABLE_MODES}, got {mode!r}")
 
 
-def quantize_table(table: torch.Tensor, bits: int, rng: float, mode: str = "strict") -> torch.Tensor:
+def quantize_table(table: torch.Tensor, bits: int, rng: float, mode: str) -> torch.Tensor:
     """The quantized table as floats (same shape and dtype as ``table``): ``codes * step`` of
     :func:`table_codes`. In ``reference`` mode this equals ``clamp(round(T/Δ_L)·Δ_L, -r, r)`` up to the
     last float ulp."""

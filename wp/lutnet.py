@@ -24,7 +24,6 @@ trained with in its ``state_dict`` (:func:`wp.checkpoint.build` attaches them be
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -96,7 +95,7 @@ class LUTLayer(nn.Module):
         return out
 
 
-def layer_table(table: torch.Tensor, indices: torch.Tensor, lut_bits: int | None, mode: str = "strict",
+def layer_table(table: torch.Tensor, indices: torch.Tensor, lut_bits: int | None, mode: str,
                 ) -> tuple[torch.Tensor, float]:
     """The table one layer reads: ``(integer codes, step)`` quantized to ``lut_bits`` with the layer's
     range (``max |T|`` over the columns its indices use), or the float table and step 1 when

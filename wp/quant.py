@@ -211,11 +211,14 @@ def _mse_ranges(model: nn.Module, layer_names: Sequence[str], batches: list, bit
         stale = [n for n in layer_names if any(key != final[n][0] for key, _ in seen[n][b])]
         if not stale:
             continue
-        redo = {n: [] for n in stale}
-        _observe_inputs(model, stale, [batch], lambda name, x: redo[name].append(
-            (final[name][0], squared_errors(x, final[name][1], final[name][0][1]))), None, device)
         for n in stale:
-            seen[n][b] = redo[n]
+            seen[n][b] = []
+
+        def again(name: str, x: torch.Tensor, b: int = b) -> None:
+            key, rngs = final[name]
+            seen[name][b].append((key, squared_errors(x, rngs, key[1])))
+
+        _observe_inputs(model, stale, [batch], again, None, device)
     ranges = {}
     for n in layer_names:
         (_, signed), rngs = final[n]
