@@ -12,7 +12,8 @@ network, so nothing is recomputed differently):
 * every other parameter and buffer of the network (first conv, BatchNorm, depthwise convs, classifier,
   the pooled layers' biases) as ``float32`` under its state_dict name made a C identifier
   (``layer1.0.conv1.weight`` → ``layer1_0_conv1_weight``). BatchNorm's ``num_batches_tracked`` counters
-  are left out (they play no part in inference).
+  are left out (they play no part in inference), and so are an ``act_train`` checkpoint's activation
+  quantizer buffers (``<layer>.act_quant.*``: the layer entries hold them).
 
 A pooled layer's output is ``scale · acc + bias`` with ``acc = Σ_(taps, groups) Σ_b w_b · lut[s_b, idx]``
 (integers; ``w_b = 2^b``, the top bit plane of a signed code subtracted) and ``scale = act_step ·
@@ -38,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from wp import WPError, compression, lut, lutnet, models
+from wp import WPError, compression, lut, lutnet, models, quant
 from wp.io import atomic_path
 
 FORMAT = "wp-export/1"
@@ -168,7 +169,8 @@ def from_lutnet(model: nn.Module, ckpt: dict, *, act_bits: int, lut_bits: int, l
     omitted = []
     pooled_weights = {f"{n}.weight" for n in pooled}
     for sd_name, value in ckpt["state_dict"].items():
-        if sd_name in pooled_weights or sd_name.endswith("num_batches_tracked"):
+        if sd_name in pooled_weights or sd_name.endswith("num_batches_tracked") or f".{quant.QUANTIZER}." in sd_name:
+            # an act_train checkpoint's quantizer buffers: the layer entries' act_bits/act_range/act_signed
             omitted.append(sd_name)
             continue
         arr = _array_entry(arrays, roles, c_identifier(sd_name), value.detach().cpu().to(torch.float32).numpy(), "param")
