@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from wp import WPError, lutnet, models, pool  # noqa: E402
+from wp import WPError, lutnet, models, pool, quant  # noqa: E402
 from wp.kmeans import kmeans, kmeans_pytorch  # noqa: E402
 from wp.train import Tensors, autocast_dtype, batch_input, evaluate, fit, hparams, resolve_device  # noqa: E402
 
@@ -95,7 +95,7 @@ def lut_eval_images_per_s(model: torch.nn.Module, centers: torch.Tensor, layers:
     execution (8-bit activations and table entries, ranges calibrated on one batch). Converts ``model``
     in place."""
     batch = [batch_input(data.images[: hp["eval_batch_size"]])]
-    ranges = lutnet.calibrate(model, layers, batch, device=device)
+    ranges = quant.calibrated_ranges(model, layers, batch, device=device, method="max")
     lut_model = lutnet.convert(model, centers, pool.indices(model, centers, layers), ranges, act_bits=8, lut_bits=8)
     return eval_images_per_s(lut_model, data, hp, device, amp="off")  # LUT arithmetic stays exact
 

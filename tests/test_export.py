@@ -143,11 +143,12 @@ def test_resnet_and_mobilenet_artifacts_rebuild_the_lut_network(network, digits_
 
 
 def test_retrained_checkpoint_exports_its_own_ranges(digits_h5, tiny_wp, tmp_path):
-    act_train.run(digits_h5, tiny_wp, "tinyconv", 4, HP, tmp_path / "r4.pt", tmp_path / "r4.json", seed=0, device="cpu")
+    r4 = act_train.run(digits_h5, tiny_wp, "tinyconv", 4, HP, tmp_path / "r4.pt", tmp_path / "r4.json", seed=0, device="cpu")
     m, stem = run_export(digits_h5, tmp_path / "r4.pt", "tinyconv", tmp_path, act_bits=4, lut_bits=6, act_range="max")
-    ck = checkpoint.load(tmp_path / "r4.pt")
+    sd = checkpoint.load(tmp_path / "r4.pt")["state_dict"]
     assert m["calibration"] == "checkpoint" and m["retrained"]
-    assert {e["name"]: [e["act_range"], e["act_signed"]] for e in m["layers"]} == ck["act_ranges"]
+    assert {e["name"]: [e["act_range"], e["act_signed"]] for e in m["layers"]} == r4["act_ranges"]
+    assert all(e["act_range"] == float(sd[f"{e['name']}.act_quant.act_range"]) for e in m["layers"])
     x = digits_images(digits_h5, 64)
     with torch.no_grad():
         assert torch.equal(export_load.load(f"{stem}.npz", f"{stem}.json")(x),

@@ -115,7 +115,7 @@ def test_lut_conv2d_equals_naive_loop_with_quantized_integer_table(in_c, k, stri
     p = torch.randn(16, 8)
     weight, idx = _layer(3, in_c, k, p, seed=3)
     table = lut.build_table(p)
-    tcodes, _ = quant.table_codes(table, 4, quant.table_range(table, idx), "reference")
+    tcodes, _ = lut.table_codes(table, 4, lut.table_range(table, idx), "reference")
     codes = _codes((2, in_c, hw, hw), bits, signed, seed=4)
     args = (codes, idx, tcodes, weight.shape, stride, padding, bits, signed, mode)
     got, naive = lut.lut_conv2d(*args), lut.lut_conv2d_naive(*args)
@@ -137,14 +137,14 @@ def test_quantized_float_table_and_integer_codes_with_scale_agree():
     p = torch.randn(8, 8)
     weight, idx = _layer(4, 16, 3, p)
     table = lut.build_table(p)
-    r = quant.table_range(table, idx)
+    r = lut.table_range(table, idx)
     codes, a_step = quant.act_codes(torch.rand(2, 16, 6, 6), 8, 1.0)
-    for mode in quant.TABLE_MODES:
-        tcodes, t_step = quant.table_codes(table, 4, r, mode)
+    for mode in lut.TABLE_MODES:
+        tcodes, t_step = lut.table_codes(table, 4, r, mode)
         exact = lut.lut_conv2d(codes, idx, tcodes, weight.shape, padding=1, bits=8, scale=a_step * t_step)
-        approx = lut.lut_conv2d(codes, idx, quant.quantize_table(table, 4, r, mode), weight.shape, padding=1,
+        approx = lut.lut_conv2d(codes, idx, lut.quantize_table(table, 4, r, mode), weight.shape, padding=1,
                                 bits=8, scale=a_step)
-        naive = lut.lut_conv2d_naive(codes[:1], idx, quant.quantize_table(table, 4, r, mode), weight.shape,
+        naive = lut.lut_conv2d_naive(codes[:1], idx, lut.quantize_table(table, 4, r, mode), weight.shape,
                                      padding=1, bits=8, scale=a_step)
         assert torch.allclose(exact, approx, rtol=1e-5, atol=1e-5)
         assert torch.allclose(exact[:1].double(), naive, rtol=1e-5, atol=1e-5)
@@ -159,7 +159,7 @@ def test_signed_schemes_differ_only_once_the_table_is_quantized():
     weight, idx = _layer(4, 16, 3, p)
     table = lut.build_table(p)
     codes = _codes((2, 16, 5, 5), 4, True, seed=8)
-    tcodes, _ = quant.table_codes(table, 3, quant.table_range(table), "strict")
+    tcodes, _ = lut.table_codes(table, 3, lut.table_range(table), "strict")
     twos = lut.lut_conv2d(codes, idx, tcodes, weight.shape, 1, 1, 4, True, "twos")
     split = lut.lut_conv2d(codes, idx, tcodes, weight.shape, 1, 1, 4, True, "split")
     assert not torch.equal(twos, split)
@@ -355,3 +355,55 @@ def test_lut_speed_benchmark_runs_and_old_and_new_kernels_agree(capsys):
         torch.set_num_threads(threads)
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("mobilenet_v2", "resnet_14"))]
     assert len(rows) == len(bench.LAYERS) and all(line.endswith("yes") for line in rows)
+
+
+# LUT entry quantizers
+# ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bits", [4, 8, 3])
+def test_strict_table_quantizer_has_2n_levels_and_no_clipping_below_top(bits):
+    r = 0.75
+    t = torch.linspace(-r, r, 20001, dtype=torch.float64)
+    codes, step = lut.table_codes(t, bits, r, "strict")
+    assert step == r / 2 ** (bits - 1)
+    assert int(codes.min()) == -2 ** (bits - 1) and int(codes.max()) == 2 ** (bits - 1) - 1
+    q = lut.quantize_table(t, bits, r, "strict")
+    assert len(torch.unique(q)) == 2 ** bits
+    err = (q - t).abs()
+    below_top = t <= r - step
+    assert err[below_top].max() <= step / 2 + 1e-12  # only rounding below the last level
+    assert err.max() <= step + 1e-12  # clipping at the top costs at most one step
+    assert float(q[0]) == -r  # -r is representable
+
+
+@pytest.mark.parametrize("bits", [4, 8, 3])
+def test_reference_table_quantizer_has_2n_plus_1_levels_and_matches_formula(bits):
+    r = 0.5
+    t = torch.linspace(-1.2 * r, 1.2 * r, 20001, dtype=torch.float64)
+    q = lut.quantize_table(t, bits, r, "reference")
+    assert len(torch.unique(q)) == 2 ** bits + 1
+    delta = 2 * r / (2 ** bits - 1)
+    formula = torch.clamp(torch.round(t / delta) * delta, -r, r)
+    assert torch.allclose(q, formula, rtol=0, atol=1e-12)
+    codes, step = lut.table_codes(t, bits, r, "reference")
+    assert step == pytest.approx(delta / 2)
+    top = 2 ** bits - 1
+    odd = codes[codes % 2 != 0]
+    assert set(odd.unique().tolist()) == {-top, top}  # only ±r are odd half-steps
+    assert int(codes.abs().max()) == top
+
+
+def test_strict_and_reference_differ_and_zero_stays_zero():
+    t = torch.tensor([0.0, 0.1, -0.33, 0.49, 0.5])
+    for mode in lut.TABLE_MODES:
+        assert float(lut.quantize_table(t, 4, 0.5, mode)[0]) == 0.0
+    assert not torch.equal(lut.quantize_table(t, 4, 0.5, "strict"), lut.quantize_table(t, 4, 0.5, "reference"))
+    with pytest.raises(ValueError):
+        lut.table_codes(t, 4, 0.5, "bogus")
+
+
+def test_table_range_uses_only_the_layers_pool_entries():
+    table = torch.tensor([[0.0, 0.0, 0.0], [1.0, -5.0, 2.0], [-3.0, 0.5, 0.25]])
+    assert lut.table_range(table) == 5.0
+    assert lut.table_range(table, torch.tensor([0, 2, 2])) == 3.0
+    assert lut.table_range(table, torch.tensor([[2]])) == 2.0

@@ -19,7 +19,7 @@ def test_exact_table_network_equals_quantized_activation_network(network, act_bi
     (float64: equal to roundoff), for unsigned (ResNet) and signed (TinyConv, MobileNet) inputs."""
     m, centers, idx = pooled_model(network)
     x = torch.rand(4, 1, 12, 12, dtype=torch.float64)
-    ranges = lutnet.calibrate(m, list(idx), [x])
+    ranges = quant.calibrated_ranges(m, list(idx), [x], method="max")
     if network != "resnet_mlperf":
         assert any(signed for _, signed in ranges.values())  # BN outputs feed these layers
     ref = lutnet.convert(copy.deepcopy(m), centers, idx, ranges, act_bits, None, use_table=False)
@@ -30,12 +30,16 @@ def test_exact_table_network_equals_quantized_activation_network(network, act_bi
             torch.testing.assert_close(lut_net(x), ref(x), rtol=1e-9, atol=1e-9)
 
 
-def test_quantized_activation_layer_equals_conv_of_fake_quantized_input():
+def test_no_table_convert_attaches_quantizers_and_equals_conv_of_fake_quantized_input():
     m, centers, idx = pooled_model("tinyconv")
+    keys = set(m.state_dict())
+    ranges = {name: (2.0, True) for name in idx}
+    lutnet.convert(m, centers, idx, ranges, 5, None, use_table=False)
+    assert set(quant.quantizers(m)) == set(idx) and keys < set(m.state_dict())  # layers kept, keys kept
     x = torch.randn(2, 32, 9, 9, dtype=torch.float64)
-    layer = m.conv2
-    q = lutnet.QuantizedInput(layer, 5, 2.0, True)
-    torch.testing.assert_close(q(x), lutnet.reference_conv(x, layer, 5, 2.0, True))
+    torch.testing.assert_close(m.conv2(x), lutnet.reference_conv(x, m.conv2, 5, 2.0, True))
+    lutnet.convert(m, centers, idx, {name: (4.0, False) for name in idx}, 3, None, use_table=False)  # replaces them
+    assert {(q.bits, q.rng, q.signed) for q in quant.quantizers(m).values()} == {(3, 4.0, False)}
 
 
 @pytest.mark.parametrize("lut_bits, mode", [(16, "strict"), (8, "strict"), (4, "strict"), (8, "reference")])
@@ -64,7 +68,7 @@ def test_quantized_table_error_is_within_its_bound(lut_bits, mode):
 
 def test_zero_pool_vectors_make_a_zero_table_in_any_precision():
     table = torch.zeros(256, 4, dtype=torch.float64)
-    t, step = lutnet.layer_table(table, torch.tensor([0, 1]), 8)
+    t, step = lutnet.layer_table(table, torch.tensor([0, 1]), 8, "strict")
     assert not t.any() and step == 1.0
 
 
@@ -123,7 +127,7 @@ def test_exact_table_network_with_pool_scales_equals_quantized_activation_networ
     with pytest.raises(WPError, match="not the pool vectors"):
         lutnet.check_indices(m, centers, idx)
     x = torch.rand(4, 1, 12, 12, dtype=torch.float64)
-    ranges = lutnet.calibrate(m, list(idx), [x])
+    ranges = quant.calibrated_ranges(m, list(idx), [x], method="max")
     ref = lutnet.convert(copy.deepcopy(m), centers, idx, ranges, 6, None, use_table=False)
     lut_net = lutnet.convert(copy.deepcopy(m), centers, idx, ranges, 6, None, scales=scales)
     unscaled = lutnet.convert(copy.deepcopy(m), centers, idx, ranges, 6, None)

@@ -52,7 +52,7 @@ def test_observe_input_ranges_records_max_abs_of_layer_inputs_and_restores_model
 def test_calibrated_ranges_are_powers_of_two_and_detect_signed_inputs():
     model = _toy_model()
     batches = [torch.randn(4, 2, 5, 5) for _ in range(2)]
-    got = quant.calibrated_ranges(model, ["3", "5"], batches)
+    got = quant.calibrated_ranges(model, ["3", "5"], batches, method="max")
     raw = quant.observe_input_ranges(model, ["3", "5"], batches)
     for name in ("3", "5"):
         rng, _ = got[name]
@@ -78,7 +78,7 @@ def test_mse_range_is_the_power_of_two_with_least_error(signed):
     x[:3] = torch.tensor([3.0, 2.5, 2.9]) * (-1 if signed else 1)  # three outliers set the max range to 4
     model = nn.Sequential(nn.Identity(), nn.Identity())
     batches = [x[:1000].view(1, 1000), x[1000:].view(1, 1000)]
-    (a_max, s_max), = quant.calibrated_ranges(model, ["1"], batches).values()
+    (a_max, s_max), = quant.calibrated_ranges(model, ["1"], batches, method="max").values()
     assert (a_max, s_max) == (4.0, signed)
     for bits in (3, 4, 8):
         (a, s), = quant.calibrated_ranges(model, ["1"], iter(batches), method="mse", bits=bits).values()  # a generator: two passes
@@ -172,12 +172,79 @@ def test_no_ste_gives_zero_gradient_like_the_reference():
 def test_input_quantizer_hooks_quantize_layer_inputs():
     lin = nn.Linear(8, 3)
     x = torch.randn(5, 8)
-    handles = quant.attach_input_quantizers(nn.ModuleDict({"fc": lin}), {"fc": (1.0, True)}, bits=3)
+    model = nn.ModuleDict({"fc": lin})
+    quant.attach_input_quantizers(model, {"fc": (1.0, True)}, bits=3)
     got = lin(x)
-    for h in handles:
-        h.remove()
-    assert torch.allclose(got, lin(quant.fake_quant(x, 3, 1.0, signed=True)))
-    assert not torch.allclose(got, lin(x))
+    assert torch.allclose(got, lin.forward(quant.fake_quant(x, 3, 1.0, signed=True)))
+    assert not torch.allclose(got, lin.forward(x))
+    with quant.disabled(model):
+        assert torch.equal(lin(x), lin.forward(x))
+    assert torch.equal(lin(x), got)
+    quant.detach(model)
+    assert torch.equal(lin(x), lin.forward(x)) and quant.quantizers(model) == {}
+
+
+def test_quantizers_live_in_the_state_dict_without_renaming_the_networks_keys():
+    model = _toy_model().eval()
+    keys = list(model.state_dict())
+    quant.attach_input_quantizers(model, {"3": (2.0, False), "5": (0.5, True)}, bits=4)
+    sd = model.state_dict()
+    assert [k for k in sd if ".act_quant." not in k] == keys
+    assert {k for k in sd if ".act_quant." in k} == {f"{n}.act_quant.{b}" for n in ("3", "5")
+                                                      for b in ("act_bits", "act_range", "act_signed")}
+    assert (float(sd["5.act_quant.act_range"]), bool(sd["5.act_quant.act_signed"]), int(sd["5.act_quant.act_bits"])) == (0.5, True, 4)
+    # a fresh network: placeholders attached from the keys, then load_state_dict fills them in
+    fresh = _toy_model().eval()
+    quant.attach_for_loading(fresh, sd)
+    fresh.load_state_dict(sd)
+    qs = quant.quantizers(fresh)
+    assert {n: (q.bits, q.rng, q.signed, q.step) for n, q in qs.items()} == {"3": (4, 2.0, False, 2.0 / 16), "5": (4, 0.5, True, 0.5 / 8)}
+    x = torch.randn(3, 2, 5, 5)
+    with torch.no_grad():
+        expected = model[5].forward(quant.fake_quant(model[4](model[3].forward(quant.fake_quant(model[:3](x), 4, 2.0, False))), 4, 0.5, True))
+        assert torch.equal(fresh(x), expected) and torch.equal(model(x), expected)
+
+
+def test_squared_errors_equal_the_integer_code_formula_bit_for_bit():
+    """The in-place error sums equal the plain formula (int64 codes, float32 squares summed in float64)
+    exactly, also for a channels_last input and a buffer reused at a smaller size."""
+    gen = torch.Generator().manual_seed(3)
+    errors = quant._SquaredErrors(4)
+    for shape, cl in (((4, 16, 9, 9), True), ((2, 8, 5, 5), False), ((3, 16, 7, 7), True)):
+        x = torch.randn(shape, generator=gen) * 1.7
+        if cl:
+            x = x.contiguous(memory_format=torch.channels_last)
+        for signed in (False, True):
+            rngs = [4.0, 2.0, 1.0, 0.5, 0.25]
+            got = errors(x, rngs, signed)
+            want = []
+            for r in rngs:
+                codes, step = quant.act_codes(x, 4, r, signed)
+                want.append(float(((codes.to(x.dtype) * step - x) ** 2).sum(dtype=torch.float64)))
+            assert got == want
+
+
+def test_mse_ranges_rerun_only_batches_whose_candidates_changed_and_equal_two_passes():
+    """A later batch widens layer "1"'s range and makes it signed: the earlier batches' errors are computed
+    again with the final candidates, and the ranges equal the two-pass computation's."""
+    gen = torch.Generator().manual_seed(1)
+    model = nn.Sequential(nn.Identity(), nn.Identity(), nn.ReLU(), nn.Identity())
+    batches = [torch.rand(1, 500, generator=gen) * 0.3, torch.rand(1, 500, generator=gen) * 0.3,
+               torch.cat([torch.randn(1, 497, generator=gen) * 0.3, torch.tensor([[-3.0, 2.5, 2.9]])], 1)]
+    calls = []
+    hook = model[1].register_forward_pre_hook(lambda m, i: calls.append(1))
+    for bits in (3, 8):
+        calls.clear()
+        got = quant.calibrated_ranges(model, ["1", "3"], batches, method="mse", bits=bits)
+        assert len(calls) == 3 + 2  # one pass, then the two stale batches again
+        ext = quant.observe_input_extrema(model, ["1", "3"], batches)
+        for name, (lo, hi) in ext.items():
+            a = quant.calibrate_range(max(abs(lo), abs(hi)))
+            cands = {name: ([a / 2 ** j for j in range(quant.MSE_SHIFTS + 1)], lo < 0)}
+            errs = quant.observe_quant_errors(model, cands, bits, batches)[name]
+            assert got[name] == (cands[name][0][errs.index(min(errs))], lo < 0)
+        assert got["1"][1] is True and got["3"][1] is False
+    hook.remove()
 
 
 def test_bad_bits_and_ranges_are_rejected():
@@ -187,56 +254,3 @@ def test_bad_bits_and_ranges_are_rejected():
         quant.act_codes(torch.zeros(3), 1, 1.0, signed=True)
     with pytest.raises(ValueError):
         quant.act_codes(torch.zeros(3), 4, 0.0)
-
-
-# ---------------------------------------------------------------------------------------------------
-# LUT entry quantizers
-# ---------------------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("bits", [4, 8, 3])
-def test_strict_table_quantizer_has_2n_levels_and_no_clipping_below_top(bits):
-    r = 0.75
-    t = torch.linspace(-r, r, 20001, dtype=torch.float64)
-    codes, step = quant.table_codes(t, bits, r, "strict")
-    assert step == r / 2 ** (bits - 1)
-    assert int(codes.min()) == -2 ** (bits - 1) and int(codes.max()) == 2 ** (bits - 1) - 1
-    q = quant.quantize_table(t, bits, r, "strict")
-    assert len(torch.unique(q)) == 2 ** bits
-    err = (q - t).abs()
-    below_top = t <= r - step
-    assert err[below_top].max() <= step / 2 + 1e-12  # only rounding below the last level
-    assert err.max() <= step + 1e-12  # clipping at the top costs at most one step
-    assert float(q[0]) == -r  # -r is representable
-
-
-@pytest.mark.parametrize("bits", [4, 8, 3])
-def test_reference_table_quantizer_has_2n_plus_1_levels_and_matches_formula(bits):
-    r = 0.5
-    t = torch.linspace(-1.2 * r, 1.2 * r, 20001, dtype=torch.float64)
-    q = quant.quantize_table(t, bits, r, "reference")
-    assert len(torch.unique(q)) == 2 ** bits + 1
-    delta = 2 * r / (2 ** bits - 1)
-    formula = torch.clamp(torch.round(t / delta) * delta, -r, r)
-    assert torch.allclose(q, formula, rtol=0, atol=1e-12)
-    codes, step = quant.table_codes(t, bits, r, "reference")
-    assert step == pytest.approx(delta / 2)
-    top = 2 ** bits - 1
-    odd = codes[codes % 2 != 0]
-    assert set(odd.unique().tolist()) == {-top, top}  # only ±r are odd half-steps
-    assert int(codes.abs().max()) == top
-
-
-def test_strict_and_reference_differ_and_zero_stays_zero():
-    t = torch.tensor([0.0, 0.1, -0.33, 0.49, 0.5])
-    for mode in quant.TABLE_MODES:
-        assert float(quant.quantize_table(t, 4, 0.5, mode)[0]) == 0.0
-    assert not torch.equal(quant.quantize_table(t, 4, 0.5, "strict"), quant.quantize_table(t, 4, 0.5, "reference"))
-    with pytest.raises(ValueError):
-        quant.table_codes(t, 4, 0.5, "bogus")
-
-
-def test_table_range_uses_only_the_layers_pool_entries():
-    table = torch.tensor([[0.0, 0.0, 0.0], [1.0, -5.0, 2.0], [-3.0, 0.5, 0.25]])
-    assert quant.table_range(table) == 5.0
-    assert quant.table_range(table, torch.tensor([0, 2, 2])) == 3.0
-    assert quant.table_range(table, torch.tensor([[2]])) == 2.0

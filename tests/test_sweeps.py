@@ -62,9 +62,12 @@ def test_retraining_with_3_bit_activations_helps_and_carries_its_ranges(digits_h
     plain = evaluate(digits_h5, wp16 / "wp16.pt", tmp_path / "p.json", act_bits=3, lut_bits=8)
     m = act_train.run(digits_h5, wp16 / "wp16.pt", "tinyconv", 3, hp, tmp_path / "r3.pt", tmp_path / "r3.json", seed=0, device="cpu")
     ck = checkpoint.load(tmp_path / "r3.pt", network="tinyconv", kind="pooled")
-    assert ck["act_bits"] == 3 and set(ck["act_ranges"]) == set(ck["pooled_layers"])
+    assert ck["act_bits"] == 3 and "act_ranges" not in ck  # the ranges live in the state_dict, nowhere else
+    sd = ck["state_dict"]
+    assert {n: [float(sd[f"{n}.act_quant.act_range"]), bool(sd[f"{n}.act_quant.act_signed"])] for n in ck["pooled_layers"]} == m["act_ranges"]
+    assert all(int(sd[f"{n}.act_quant.act_bits"]) == 3 for n in ck["pooled_layers"])
     retrained = evaluate(digits_h5, tmp_path / "r3.pt", tmp_path / "r.json", act_bits=3, lut_bits=8)
-    assert retrained["retrained"] and retrained["calibration"] == "checkpoint"
+    assert retrained["retrained"] and retrained["calibration"] == "checkpoint" and retrained["act_ranges"] == m["act_ranges"]
     assert retrained["test_top1"] > plain["test_top1"]
     assert abs(retrained["test_top1"] - m["test_top1"]) <= 3.0  # LUT-8 vs float weights on the same codes
     with pytest.raises(WPError, match="retrained for 3-bit activations, not 4"):

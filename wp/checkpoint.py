@@ -7,7 +7,9 @@ and ``indices`` (per layer, one pool index per z-vector); ``wp_train``'s also ``
 layer, the latent, unprojected weight retraining ended with: where ``act_train`` starts); with a pool
 scale (:mod:`wp.pool`) also ``pool_scale`` ("layer" or "channel") and ``scales`` (per layer, its 1 or
 out-channels scales; the weights are then the scaled pool vectors). A pooled checkpoint without
-``pool_scale`` has no scale.
+``pool_scale`` has no scale. ``act_train``'s (``act_bits``, ``act_ste``) also holds, in ``state_dict``, each
+pooled layer's activation quantizer (``<layer>.act_quant.act_bits/act_range/act_signed``,
+:class:`wp.quant.ActQuantizer`): :func:`build` attaches them before loading the weights.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from wp import WPError, models
+from wp import WPError, models, quant
 from wp.io import atomic_path, wrong_file
 
 FORMAT = "wp-checkpoint/1"
@@ -105,15 +107,25 @@ def load_latent(model: nn.Module, ckpt: dict, ckpt_path) -> None:
 
 
 def build(ckpt: dict, device: str | torch.device = "cpu") -> nn.Module:
-    """The network of ``ckpt`` with its weights loaded."""
+    """The network of ``ckpt`` with its weights loaded (and the activation quantizers its ``state_dict``
+    holds attached, :func:`wp.quant.attach_for_loading`)."""
     model = models.create(ckpt["network"], **ckpt["model_args"])
     try:
+        quant.attach_for_loading(model, ckpt["state_dict"])
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:
         first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
         raise WPError(f"checkpoint weights do not fit network {ckpt['network']!r} with {ckpt['model_args']} ({first}): "
                       f"the checkpoint comes from another network or dataset; rerun pretrain") from exc
     return model.to(device, memory_format=torch.channels_last)
+
+
+def require_quantizers(ckpt: dict, ckpt_path) -> None:
+    """An ``act_train`` checkpoint from before its activation quantizers were kept in ``state_dict`` (the
+    ranges only in an ``act_ranges`` entry) stops with the rerun that writes them."""
+    if "act_ranges" in ckpt and not quant.state_dict_layers(ckpt["state_dict"]):
+        raise WPError(f"checkpoint {ckpt_path} keeps its activation ranges outside its weights (written by an older "
+                      f"act_train): rerun act_train (snakemake --forcerun act_train)")
 
 
 def check_dataset(ckpt: dict, dataset: str, ckpt_path) -> None:

@@ -12,7 +12,8 @@ network, so nothing is recomputed differently):
 * every other parameter and buffer of the network (first conv, BatchNorm, depthwise convs, classifier,
   the pooled layers' biases) as ``float32`` under its state_dict name made a C identifier
   (``layer1.0.conv1.weight`` → ``layer1_0_conv1_weight``). BatchNorm's ``num_batches_tracked`` counters
-  are left out (they play no part in inference).
+  are left out (they play no part in inference), and so are an ``act_train`` checkpoint's activation
+  quantizer buffers (``<layer>.act_quant.*``: the layer entries hold them).
 
 A pooled layer's output is ``scale · acc + bias`` with ``acc = Σ_(taps, groups) Σ_b w_b · lut[s_b, idx]``
 (integers; ``w_b = 2^b``, the top bit plane of a signed code subtracted) and ``scale = act_step ·
@@ -50,7 +51,7 @@ LUT_BITS = (2, 16)  # table entries fit int8_t / int16_t
 
 def lut_dtype(lut_bits: int, mode: str) -> np.dtype:
     """The smallest signed integer type of the table codes: ``strict`` codes lie in ``[-2^(n-1), 2^(n-1))``,
-    ``reference`` codes in ``±(2^n - 1)`` (:func:`wp.quant.table_codes`)."""
+    ``reference`` codes in ``±(2^n - 1)`` (:func:`wp.lut.table_codes`)."""
     top = (1 << (lut_bits - 1)) if mode == "strict" else (1 << lut_bits) - 1
     for dt in (np.int8, np.int16, np.int32):
         if top <= np.iinfo(dt).max + (mode == "strict"):
@@ -99,7 +100,7 @@ def _layer_entry(name: str, layer: lutnet.LUTLayer, arrays: dict, roles: dict, k
     idx = layer.indices.cpu().numpy().reshape(out_c, kh, kw, in_c // lut.VECTOR)
     byte_idx = _array_entry(arrays, roles, f"{ident}_indices", idx.astype(index_dtype(k)), "indices")
     packed = _array_entry(arrays, roles, f"{ident}_indices_packed", pack_indices(idx, index_bits), "indices_packed")
-    act_step = quant.act_step(layer.bits, layer.rng, layer.signed)
+    q = layer.act_quant  # the layer's activation quantizer: bits, range, signedness, step
     n = idx.size
     return {
         "name": name, "ident": ident, "kind": "linear" if layer.is_linear else "conv2d",
@@ -107,8 +108,8 @@ def _layer_entry(name: str, layer: lutnet.LUTLayer, arrays: dict, roles: dict, k
         "padding": list(lut._pair(layer.padding)), "groups": 1, "z_vectors": n,
         "indices": byte_idx, "indices_packed": packed, "index_bits": index_bits,
         "lut": lut_name, "lut_step": layer.table_step,
-        "act_bits": layer.bits, "act_range": layer.rng, "act_signed": layer.signed, "act_step": act_step,
-        "act_shift": power_of_two_exponent(act_step), "scale": act_step * layer.table_step,
+        "act_bits": q.bits, "act_range": q.rng, "act_signed": q.signed, "act_step": q.step,
+        "act_shift": power_of_two_exponent(q.step), "scale": q.step * layer.table_step,
         "bias": c_header.c_identifier(f"{name}.bias") if layer.bias is not None else None,
         "pool_scale": None if layer.scale is None else _array_entry(
             arrays, roles, f"{ident}_pool_scale", layer.scale.detach().cpu().to(torch.float32).numpy(), "scale"),
@@ -151,7 +152,8 @@ def from_lutnet(model: nn.Module, ckpt: dict, *, act_bits: int, lut_bits: int, l
     omitted = []
     pooled_weights = {f"{n}.weight" for n in pooled}
     for sd_name, value in ckpt["state_dict"].items():
-        if sd_name in pooled_weights or sd_name.endswith("num_batches_tracked"):
+        if sd_name in pooled_weights or sd_name.endswith("num_batches_tracked") or f".{quant.QUANTIZER}." in sd_name:
+            # an act_train checkpoint's quantizer buffers: the layer entries' act_bits/act_range/act_signed
             omitted.append(sd_name)
             continue
         arr = _array_entry(arrays, roles, c_header.c_identifier(sd_name), value.detach().cpu().to(torch.float32).numpy(), "param")

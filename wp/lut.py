@@ -11,7 +11,7 @@ For unsigned integer activation codes ``a_j < 2^B`` the dot product of a z-vecto
     ``Σ_j pool[k, j] · a_j = Σ_b 2^b · T[s_b, k]``,   ``s_b = Σ_j bit_b(a_j) · 2^j``,
 
 so a layer runs with ``B`` table reads per z-vector and no multiplications (:func:`lut_conv2d`); the result
-is scaled by the activation step Δ at the end. Replacing ``T`` by a quantized table (:mod:`wp.quant`)
+is scaled by the activation step Δ at the end. Replacing ``T`` by a quantized table (:func:`table_codes`)
 emulates Table 5 bit-exactly when the table is given as integer codes (the integer-exact mode).
 
 Signed activations
@@ -436,7 +436,7 @@ def emulate_conv2d(x: torch.Tensor, pool: torch.Tensor, weight: torch.Tensor, st
     """One pooled conv run the deployed way, from float input: quantize ``x [N, C, H, W]`` to ``act_bits``
     with range ``act_range`` (:func:`wp.quant.act_codes`), assign the (latent or projected) ``weight
     [O, C, kh, kw]`` to ``pool [K, 8]``, build the table, optionally quantize it to ``lut_bits``
-    (``lut_range`` default: :func:`wp.quant.table_range` over the pool entries this layer uses; ``lut_mode``
+    (``lut_range`` default: :func:`table_range` over the pool entries this layer uses; ``lut_mode``
     strict/reference) and run :func:`lut_conv2d` in integer-exact mode. Returns ``[N, O, OH, OW]`` floats.
     """
     codes, a_step = quant.act_codes(x, act_bits, act_range, signed)
@@ -444,8 +444,71 @@ def emulate_conv2d(x: torch.Tensor, pool: torch.Tensor, weight: torch.Tensor, st
     table = build_table(pool.to(device=x.device, dtype=torch.float64))
     t_step = 1.0
     if lut_bits is not None:
-        r = quant.table_range(table, idx) if lut_range is None else lut_range
-        table, t_step = quant.table_codes(table, lut_bits, r, lut_mode)
+        r = table_range(table, idx) if lut_range is None else lut_range
+        table, t_step = table_codes(table, lut_bits, r, lut_mode)
     out = lut_conv2d(codes, idx, table, weight.shape, stride, padding, act_bits, signed, signed_mode)
     out = out.to(torch.float64) * (a_step * t_step)
     return _finish(out.to(x.dtype), None, bias)
+
+# ----------------------------------------------------------------------------------------------------
+# Lookup-table entry quantizers (Table 5)
+# ----------------------------------------------------------------------------------------------------
+# The table ``T[s, k]`` can be quantized to ``n`` bits (Table 5) in two ways:
+#
+# * ``mode="strict"`` (the default of ``sweeps.lut_mode``): a true ``n``-bit signed uniform quantizer with ``2^n`` levels, the
+#   integers ``[-2^(n-1), 2^(n-1) - 1]`` times a step ``Δ_L = r / 2^(n-1)``, where ``r`` is the layer's range
+#   ``max |T|`` over the table columns the layer uses (:func:`table_range`). With this step ``-r`` is exactly
+#   representable and nothing is clipped except entries in ``(r - Δ_L, r]``, which land on the
+#   asymmetric top level ``r - Δ_L`` (at most one step of error, the same as two's-complement integers).
+#   We prefer this to ``Δ_L = r / (2^(n-1) - 1)`` (symmetric, no clipping) because that wastes one of the
+#   ``2^n`` codes and makes the step ``2^(n-1)/(2^(n-1)-1)`` times coarser everywhere.
+# * ``mode="reference"``: the reference's ``quantization_n``: ``Δ_L = 2r / (2^n - 1)``,
+#   ``T_q = clamp(round(T / Δ_L) · Δ_L, -r, r)``. Since ``r / Δ_L = 2^(n-1) - 1/2`` this reaches
+#   ``{k·Δ_L : |k| ≤ 2^(n-1) - 1} ∪ {±r}``: ``2^n + 1`` levels, the outermost step being half-width.
+#   All of them are integer multiples of ``Δ_L / 2``, which is what :func:`table_codes` uses as its step in
+#   this mode (codes ``2k`` and ``±(2^n - 1)``), so the integer-exact LUT path works for both modes.
+
+TABLE_MODES = ("strict", "reference")
+
+
+def table_range(table: torch.Tensor, indices: torch.Tensor | None = None) -> float:
+    """The LUT range ``r`` of one layer: ``max |T[:, k]|`` over the pool entries ``k`` the layer uses
+    (all columns when ``indices`` is None). ``table`` is ``[256, K]``; ``indices`` any shape of ints < K."""
+    if indices is not None:
+        table = table[:, torch.unique(indices.to(table.device).long())]
+    r = float(table.detach().abs().max())
+    return r
+
+
+def table_codes(table: torch.Tensor, bits: int, rng: float, mode: str) -> tuple[torch.Tensor, float]:
+    """Quantize LUT entries to integer codes (int64, same shape as ``table``) and a step, such that
+    ``codes * step`` is the quantized table (see the comment above for both modes).
+
+    * ``strict``: step ``r / 2^(n-1)``, codes ``clamp(round(T / step), -2^(n-1), 2^(n-1) - 1)``: ``2^n``
+      levels.
+    * ``reference``: ``Δ_L = 2r / (2^n - 1)``, ``T_q = clamp(round(T/Δ_L)·Δ_L, -r, r)``; returned as codes
+      in units of ``step = Δ_L / 2`` (``2·round(T/Δ_L)`` clamped to ``±(2^n - 1)``): ``2^n + 1`` levels.
+    """
+    if bits < 2:
+        raise ValueError(f"LUT bits must be >= 2, got {bits}")
+    if not rng > 0:
+        raise ValueError(f"LUT range must be > 0, got {rng}")
+    t = table.detach()
+    if mode == "strict":
+        step = float(rng) / (1 << (bits - 1))
+        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        return torch.clamp(torch.round(t / step), lo, hi).to(torch.int64), step
+    if mode == "reference":
+        delta = 2.0 * float(rng) / ((1 << bits) - 1)
+        top = (1 << bits) - 1  # r in units of delta / 2
+        return torch.clamp(2 * torch.round(t / delta), -top, top).to(torch.int64), delta / 2
+    raise ValueError(f"mode must be one of {TABLE_MODES}, got {mode!r}")
+
+
+def quantize_table(table: torch.Tensor, bits: int, rng: float, mode: str) -> torch.Tensor:
+    """The quantized table as floats (same shape and dtype as ``table``): ``codes * step`` of
+    :func:`table_codes`. In ``reference`` mode this equals ``clamp(round(T/Δ_L)·Δ_L, -r, r)`` up to the
+    last float ulp."""
+    codes, step = table_codes(table, bits, rng, mode)
+    dtype = table.dtype if table.is_floating_point() else torch.get_default_dtype()
+    return codes.to(dtype) * step

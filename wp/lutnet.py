@@ -4,25 +4,26 @@ Given a weight-pool network (a ``pooled`` checkpoint: projected weights, the poo
 z-vector), :func:`convert` replaces every pooled layer by a module that
 
 1. quantizes its input to ``act_bits`` integer codes with the layer's power-of-two range ``A``
-   (unsigned after a ReLU, signed where the calibration saw negative inputs; :mod:`wp.quant`),
+   (unsigned after a ReLU, signed where the calibration saw negative inputs), with its
+   :class:`wp.quant.ActQuantizer` (child ``act_quant``),
 2. runs the layer from the codes, the layer's pool indices and the network's table
    ``T[s, k] = Σ_j bit_j(s)·pool[k, j]`` (:func:`wp.lut.lut_conv2d`), with ``T`` quantized to
    ``lut_bits`` integer codes (range calibrated per layer: ``max |T|`` over the columns the layer uses),
 3. scales the integer result by ``Δ_act · Δ_lut`` (times the layer's pool scale ``s``, one per layer or
    per output channel, where the pool has one: :mod:`wp.pool`) and adds the bias.
 
-With ``lut_bits=None`` there is no table: the quantized activations are multiplied with the projected
-weights in float (the "no LUT" column of Table 5, and Table 6 without a table). Everything else of the
+With ``lut_bits=None`` there is no table: the layer stays, an :class:`~wp.quant.ActQuantizer` attached to
+it (:func:`wp.quant.attach`), and the quantized activations are multiplied with the projected weights in float (the "no LUT" column of Table 5, and Table 6 without a table). Everything else of the
 network (the first conv, BatchNorm, depthwise convs, unpooled linear layers) runs in float, as in the
 paper's emulation.
 
-Activation ranges are calibrated on *training* batches (:func:`calibrate`), never on the test set; a
-checkpoint retrained with quantized activations carries the ranges it was trained with.
+Activation ranges are calibrated on *training* batches (:func:`wp.quant.calibrated_ranges`), never on the
+test set; a checkpoint retrained with quantized activations (``act_train``) carries the quantizers it was
+trained with in its ``state_dict`` (:func:`wp.checkpoint.build` attaches them before loading).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -34,30 +35,12 @@ from wp.pool import deployed_weight, to_vectors
 from wp.train import Tensors
 
 
-def calibrate(model: nn.Module, layers: list[str], batches: Iterable, device=None, *, method: str = "max",
-              bits: int | None = None) -> dict[str, tuple[float, bool]]:
-    """Per pooled layer ``(A, signed)``: the power-of-two range of its input over ``batches`` (float
-    images ``[N, C, H, W]``; ``method`` "max" or "mse" for ``bits``-bit activations, see
-    :func:`wp.quant.calibrated_ranges`) and whether it saw negative values."""
-    return quant.calibrated_ranges(model, layers, batches, device=device, method=method, bits=bits)
-
-
-class QuantizedInput(nn.Module):
-    """A pooled layer with its input fake-quantized and float weights: ``layer(q(x))``."""
-
-    def __init__(self, layer: nn.Module, bits: int, rng: float, signed: bool):
-        super().__init__()
-        self.layer, self.bits, self.rng, self.signed = layer, bits, float(rng), bool(signed)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layer(quant.fake_quant(x, self.bits, self.rng, self.signed))
-
-
 class LUTLayer(nn.Module):
     """A pooled ``Conv2d`` or ``Linear`` executed bit-serially from a lookup table.
 
     Holds the layer's pool indices, the (quantized) table as integer codes or floats, its step, the
-    activation quantizer, the conv geometry and the pool scale (``scale``: 1 or out-channels values, or
+    activation quantizer (an :class:`~wp.quant.ActQuantizer`, child ``act_quant``; ``bits``, ``rng`` and
+    ``signed`` read it), the conv geometry and the pool scale (``scale``: 1 or out-channels values, or
     None); the weights themselves are not used. Output: ``acc · (Δ_act · Δ_lut) · scale + bias``,
     computed in float64 and then cast to the input's dtype."""
 
@@ -80,11 +63,23 @@ class LUTLayer(nn.Module):
             raise WPError(f"a pool scale of {scale.numel()} values does not fit a layer of {self.weight_shape[0]} outputs: "
                           f"the checkpoint's scales come from another network; rerun wp_train")
         self.register_buffer("scale", None if scale is None else scale.detach().reshape(-1).clone())
-        self.table_step, self.bits, self.rng, self.signed = float(table_step), bits, float(rng), bool(signed)
-        self.signed_mode = signed_mode
+        self.table_step, self.signed_mode = float(table_step), signed_mode
+        self.add_module(quant.QUANTIZER, quant.ActQuantizer(bits, rng, signed))
+
+    @property
+    def bits(self) -> int:
+        return self.act_quant.bits
+
+    @property
+    def rng(self) -> float:
+        return self.act_quant.rng
+
+    @property
+    def signed(self) -> bool:
+        return self.act_quant.signed
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        codes, step = quant.act_codes(x, self.bits, self.rng, self.signed)
+        codes, step = self.act_quant.codes(x)
         if self.is_linear:
             codes = codes[:, :, None, None]
         out = lut.lut_conv2d(codes, self.indices, self.table, self.weight_shape, self.stride, self.padding,
@@ -100,17 +95,17 @@ class LUTLayer(nn.Module):
         return out
 
 
-def layer_table(table: torch.Tensor, indices: torch.Tensor, lut_bits: int | None, mode: str = "strict",
+def layer_table(table: torch.Tensor, indices: torch.Tensor, lut_bits: int | None, mode: str,
                 ) -> tuple[torch.Tensor, float]:
     """The table one layer reads: ``(integer codes, step)`` quantized to ``lut_bits`` with the layer's
     range (``max |T|`` over the columns its indices use), or the float table and step 1 when
     ``lut_bits`` is None."""
     if lut_bits is None:
         return table, 1.0
-    r = quant.table_range(table, indices)
+    r = lut.table_range(table, indices)
     if r == 0.0:  # a layer whose used pool vectors are all zero: every entry is 0 in any code
         return torch.zeros_like(table, dtype=torch.int64), 1.0
-    return quant.table_codes(table, lut_bits, r, mode)
+    return lut.table_codes(table, lut_bits, r, mode)
 
 
 def check_indices(model: nn.Module, pool: torch.Tensor, indices: dict[str, torch.Tensor],
@@ -135,9 +130,10 @@ def convert(model: nn.Module, pool: torch.Tensor, indices: dict[str, torch.Tenso
             scales: dict[str, torch.Tensor] | None = None) -> nn.Module:
     """Replace (in place) every pooled layer named in ``indices`` by its deployed version and return the
     model: a :class:`LUTLayer` when ``use_table`` (its table quantized to ``lut_bits``, or the exact float
-    table when None), else a :class:`QuantizedInput` (activations quantized, float weights; ``lut_bits``
-    must then be None). ``ranges``: per layer ``(A, signed)`` from :func:`calibrate`; ``scales``: per
-    layer its pool scales (a checkpoint's ``scales``), None for a pool without scale."""
+    table when None), else the layer itself with an :class:`~wp.quant.ActQuantizer` attached (activations
+    quantized, float weights; ``lut_bits`` must then be None; a quantizer already attached is replaced).
+    ``ranges``: per layer ``(A, signed)`` (:func:`act_ranges`); ``scales``: per layer its pool scales (a
+    checkpoint's ``scales``), None for a pool without scale."""
     if not use_table and lut_bits is not None:
         raise WPError("lut_bits needs the table: quantized table entries exist only in LUT execution")
     missing = sorted(set(indices) - set(ranges))
@@ -155,9 +151,10 @@ def convert(model: nn.Module, pool: torch.Tensor, indices: dict[str, torch.Tenso
             t, step = layer_table(table, idx.to(device), lut_bits, lut_mode)
             s = None if scales is None else scales[name].to(device)
             new = LUTLayer(layer, idx.to(device), t, step, act_bits, rng, signed, signed_mode, s)
+            replace_module(model, name, new)
         else:
-            new = QuantizedInput(layer, act_bits, rng, signed)
-        replace_module(model, name, new)
+            quant.detach(model, [name] if name in quant.quantizers(model) else [])
+            quant.attach(model, {name: quant.ActQuantizer(act_bits, rng, signed)})
     return model
 
 
@@ -178,6 +175,7 @@ def reference_conv(x: torch.Tensor, layer: nn.Conv2d, bits: int, rng: float, sig
 def load_pooled(ckpt_path: str | Path, network: str, device: torch.device) -> tuple[dict, torch.nn.Module]:
     """A pooled checkpoint and its model on ``device``, its weights checked against pool and indices."""
     ckpt = checkpoint.load(ckpt_path, network=network, kind="pooled")
+    checkpoint.require_quantizers(ckpt, ckpt_path)
     model = checkpoint.build(ckpt, device).eval()
     check_indices(model, ckpt["pool"], ckpt["indices"], checkpoint.pool_scale(ckpt)[1])
     return ckpt, model
@@ -192,11 +190,14 @@ def check_trained_bits(ckpt: dict, act_bits: int, ckpt_path) -> int | None:
 
 
 def act_ranges(ckpt: dict, model: torch.nn.Module, train: Tensors, images: int, seed: int, *, bits: int,
-               method: str = "mse") -> dict[str, tuple[float, bool]]:
-    """The checkpoint's own ranges (retrained with them) or ranges calibrated on training images for
+               method: str) -> dict[str, tuple[float, bool]]:
+    """Per pooled layer ``(A, signed)``: the ranges of the quantizers the model was retrained with (read
+    from them: ``act_train``'s checkpoint) or ranges calibrated on ``images`` training images for
     ``bits``-bit activations (``method``: see :func:`wp.quant.calibrated_ranges`)."""
-    if ckpt.get("act_ranges"):
-        return {name: (float(a), bool(s)) for name, (a, s) in ckpt["act_ranges"].items()}
+    trained = quant.quantizers(model)
+    if trained:
+        return {name: (q.rng, q.signed) for name, q in trained.items()}
     if method not in quant.RANGE_METHODS:
         raise WPError(f"unknown activation range method {method!r}: use one of {', '.join(quant.RANGE_METHODS)}")
-    return calibrate(model, ckpt["pooled_layers"], selection.calibration_batches(train, images, seed), method=method, bits=bits)
+    return quant.calibrated_ranges(model, ckpt["pooled_layers"], selection.calibration_batches(train, images, seed),
+                                   method=method, bits=bits)

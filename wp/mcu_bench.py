@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from wp import WPError, intnet, lutnet, mcu, models, paper, pool
+from wp import WPError, intnet, lutnet, mcu, models, paper, pool, quant
 
 CONV_OPS = (intnet.CONV8, intnet.LUTCONV)
 STACK_RESERVE = 2048  # bytes of stack counted against SRAM beside the image's static data
@@ -54,7 +54,7 @@ def synthetic(network: str, k: int | None, act_bits: int, lut_bits: int = 8, see
         model(images)
     model.eval()
     if k is not None:
-        ranges = lutnet.calibrate(model, layers, [images])
+        ranges = quant.calibrated_ranges(model, layers, [images], method="max")
         lutnet.convert(model, centers, indices, ranges, act_bits, lut_bits)
     return model, images
 

@@ -1,7 +1,5 @@
-"""Activation and lookup-table-entry quantizers (spec: reference-behaviour.md sections 7, 8, 9).
+"""Activation quantizers (spec: reference-behaviour.md sections 7 and 8): ranges, codes, fake-quant, the module.
 
-Activations
------------
 A pooled layer's input is quantized with a per-layer *range* ``A`` (a power of two) to ``B`` bits:
 
 * **unsigned** (the input follows a ReLU): step ``Δ = A / 2^B``, integer code
@@ -25,34 +23,22 @@ estimator (``ste=True``, our default: the gradient is 1 inside the clamp range a
 ``ste=False``, exactly as the reference does, ``clamp(round(x/Δ)·Δ, lo, hi)`` on the autograd graph,
 whose gradient is zero everywhere (the derivative of ``round`` is 0).
 
-Lookup-table entries
---------------------
-The table ``T[s, k]`` (see :mod:`wp.lut`) can be quantized to ``n`` bits (Table 5) in two ways:
-
-* ``mode="strict"`` (our default): a true ``n``-bit signed uniform quantizer with ``2^n`` levels, the
-  integers ``[-2^(n-1), 2^(n-1) - 1]`` times a step ``Δ_L = r / 2^(n-1)``, where ``r`` is the layer's range
-  ``max |T|`` over the table columns the layer uses (:func:`table_range`). With this step ``-r`` is exactly
-  representable and nothing is clipped except entries in ``(r - Δ_L, r]``, which land on the
-  asymmetric top level ``r - Δ_L`` (at most one step of error, the same as two's-complement integers).
-  We prefer this to ``Δ_L = r / (2^(n-1) - 1)`` (symmetric, no clipping) because that wastes one of the
-  ``2^n`` codes and makes the step ``2^(n-1)/(2^(n-1)-1)`` times coarser everywhere.
-* ``mode="reference"``: the reference's ``quantization_n``: ``Δ_L = 2r / (2^n - 1)``,
-  ``T_q = clamp(round(T / Δ_L) · Δ_L, -r, r)``. Since ``r / Δ_L = 2^(n-1) - 1/2`` this reaches
-  ``{k·Δ_L : |k| ≤ 2^(n-1) - 1} ∪ {±r}``: ``2^n + 1`` levels, the outermost step being half-width.
-  All of them are integer multiples of ``Δ_L / 2``, which is what :func:`table_codes` uses as its step in
-  this mode (codes ``2k`` and ``±(2^n - 1)``), so the integer-exact LUT path works for both modes.
+The quantizer as a module: :class:`ActQuantizer` holds a layer's bit width, range and signedness as buffers
+(so they live in the network's ``state_dict``, as observers/fake-quant modules do in
+``torch.ao.quantization``); :func:`attach` makes it the child ``act_quant`` of a layer and quantizes the
+layer's first input with it from a forward pre-hook, so the network's own ``state_dict`` keys stay as
+they were (only ``<layer>.act_quant.*`` are added). :class:`wp.lutnet.LUTLayer` quantizes its input with the
+same module. The lookup-table quantizers are in :mod:`wp.lut`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn as nn
-
-TABLE_MODES = ("strict", "reference")
-
 
 # ----------------------------------------------------------------------------------------------------
 # Activation ranges
@@ -130,12 +116,49 @@ def observe_input_extrema(model: nn.Module, layer_names: Sequence[str], batches:
     hi: dict[str, float] = {}
 
     def observe(name: str, x: torch.Tensor) -> None:
-        mn, mx = float(x.min()), float(x.max())
+        mn, mx = (float(v) for v in torch.aminmax(x))
         lo[name] = min(lo.get(name, mn), mn)
         hi[name] = max(hi.get(name, mx), mx)
 
     _observe_inputs(model, layer_names, batches, observe, max_batches, device)
     return {n: (lo[n], hi[n]) for n in layer_names}
+
+
+class _SquaredErrors:
+    """``errors(x, ranges, signed)``: per candidate range, ``Σ (clamp(round(x/Δ), lo, hi)·Δ - x)²`` of quantizing
+    ``x`` to ``bits``, the squares in float32 summed in float64 (as ``sum(dtype=float64)`` sums them).
+
+    Computed in place in two scratch buffers reused for every layer, batch and candidate (the big
+    temporaries, not the arithmetic, were the cost): the codes stay floats (small integers, exact in
+    float32) and ``Δ`` is a power of two, so every product is exact and the sums equal the
+    integer-code formula's bit for bit. The buffers take ``x``'s strides, so each sum adds in the same order."""
+
+    def __init__(self, bits: int):
+        self.bits = bits
+        self.scratch: dict[torch.dtype, torch.Tensor] = {}
+
+    def _buffer(self, like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        if not (like.is_contiguous() or like.is_contiguous(memory_format=torch.channels_last)):
+            return torch.empty_like(like, dtype=dtype)  # the strides like's own temporaries would get
+        size = like.shape.numel()
+        buf = self.scratch.get(dtype)
+        if buf is None or buf.numel() < size or buf.device != like.device:
+            buf = self.scratch[dtype] = torch.empty(size, dtype=dtype, device=like.device)
+        return buf.as_strided(like.shape, like.stride(), 0)
+
+    def __call__(self, x: torch.Tensor, rngs: Sequence[float], signed: bool) -> list[float]:
+        xf = x.float()
+        lo, hi = code_limits(self.bits, signed)
+        q, q64 = self._buffer(xf, torch.float32), self._buffer(xf, torch.float64)
+        out = []
+        for rng in rngs:
+            step = act_step(self.bits, rng, signed)
+            torch.div(xf, step, out=q)
+            q.round_().clamp_(lo, hi).mul_(step).sub_(xf)
+            q.mul_(q)
+            q64.copy_(q)  # what sum(dtype=float64) does first, into reused memory
+            out.append(float(q64.sum()))
+        return out
 
 
 def observe_quant_errors(model: nn.Module, candidates: dict[str, tuple[list[float], bool]], bits: int,
@@ -144,16 +167,69 @@ def observe_quant_errors(model: nn.Module, candidates: dict[str, tuple[list[floa
     """Per layer in ``candidates`` (name → (ranges, signed)), the summed squared error of quantizing its
     input over ``batches`` to ``bits`` with each candidate range, in the candidates' order."""
     errors = {n: [0.0] * len(rngs) for n, (rngs, _) in candidates.items()}
+    squared_errors = _SquaredErrors(bits)
 
     def observe(name: str, x: torch.Tensor) -> None:
         rngs, signed = candidates[name]
-        xf = x.float()
-        for i, rng in enumerate(rngs):
-            codes, step = act_codes(xf, bits, rng, signed)
-            errors[name][i] += float(((codes.to(xf.dtype) * step - xf) ** 2).sum(dtype=torch.float64))
+        for i, e in enumerate(squared_errors(x, rngs, signed)):
+            errors[name][i] += e
 
     _observe_inputs(model, list(candidates), batches, observe, max_batches, device)
     return errors
+
+
+def _mse_candidates(lo: float, hi: float) -> tuple[tuple[float, bool], list[float]]:
+    """``((A_max, signed), [A_max / 2^j for j = 0..MSE_SHIFTS])`` of inputs seen within ``[lo, hi]``."""
+    a = calibrate_range(max(abs(lo), abs(hi)))
+    return (a, lo < 0), [a / 2**j for j in range(MSE_SHIFTS + 1)]
+
+
+def _mse_ranges(model: nn.Module, layer_names: Sequence[str], batches: list, bits: int,
+                device: torch.device | str | None) -> dict[str, tuple[float, bool]]:
+    """The "mse" ranges, in one pass where it can: each batch's errors are computed at once for the
+    candidates of the inputs seen so far (batches 1..b), which are the final candidates unless a later
+    batch widens a layer's range or makes it signed; only those (batch, layer) pairs are run again. The
+    per-batch errors are then added in batch order, so the sums equal two full passes' (extrema, then
+    :func:`observe_quant_errors`) exactly."""
+    lo: dict[str, float] = {}
+    hi: dict[str, float] = {}
+    seen: dict[str, list[list[tuple[tuple[float, bool], list[float]]]]] = {n: [] for n in layer_names}
+    squared_errors = _SquaredErrors(bits)
+
+    def observe(name: str, x: torch.Tensor) -> None:
+        mn, mx = (float(v) for v in torch.aminmax(x))
+        lo[name], hi[name] = min(lo.get(name, mn), mn), max(hi.get(name, mx), mx)
+        key, rngs = _mse_candidates(lo[name], hi[name])
+        seen[name][-1].append((key, squared_errors(x, rngs, key[1])))
+
+    for batch in batches:
+        for calls in seen.values():
+            calls.append([])
+        _observe_inputs(model, layer_names, [batch], observe, None, device)
+    final = {n: _mse_candidates(lo[n], hi[n]) for n in layer_names}
+    for b, batch in enumerate(batches):
+        stale = [n for n in layer_names if any(key != final[n][0] for key, _ in seen[n][b])]
+        if not stale:
+            continue
+        for n in stale:
+            seen[n][b] = []
+
+        def again(name: str, x: torch.Tensor, b: int = b) -> None:
+            key, rngs = final[name]
+            seen[name][b].append((key, squared_errors(x, rngs, key[1])))
+
+        _observe_inputs(model, stale, [batch], again, None, device)
+    ranges = {}
+    for n in layer_names:
+        (_, signed), rngs = final[n]
+        errors = [0.0] * len(rngs)
+        for calls in seen[n]:
+            for _, errs in calls:
+                for i, e in enumerate(errs):
+                    errors[i] += e
+        # ties (e.g. all-zero inputs) keep the larger range: min() returns the first minimum
+        ranges[n] = (rngs[min(range(len(rngs)), key=errors.__getitem__)], signed)
+    return ranges
 
 
 def observe_input_ranges(model: nn.Module, layer_names: Sequence[str], batches: Iterable,
@@ -166,25 +242,25 @@ def observe_input_ranges(model: nn.Module, layer_names: Sequence[str], batches: 
 
 def calibrated_ranges(model: nn.Module, layer_names: Sequence[str], batches: Iterable,
                       max_batches: int | None = None, device: torch.device | str | None = None,
-                      *, method: str = "max", bits: int | None = None) -> dict[str, tuple[float, bool]]:
+                      *, method: str, bits: int | None = None) -> dict[str, tuple[float, bool]]:
     """Per layer, ``(A, signed)``: the power-of-two range (``method`` "max" or "mse", see the module
     docstring; "mse" needs the activation ``bits``) and whether the layer saw negative inputs (then it
     needs the signed quantizer)."""
     if method not in RANGE_METHODS:
         raise ValueError(f"unknown range method {method!r}: use one of {', '.join(RANGE_METHODS)}")
-    if method == "mse":
-        if bits is None:
-            raise ValueError("the mse range method needs the activation bits")
-        batches = list(batches)[:max_batches]  # two passes over the same images
-    ext = observe_input_extrema(model, layer_names, batches, max_batches, device)
-    ranges = {n: (calibrate_range(max(abs(mn), abs(mx))), mn < 0) for n, (mn, mx) in ext.items()}
     if method == "max":
-        return ranges
+        ext = observe_input_extrema(model, layer_names, batches, max_batches, device)
+        return {n: (calibrate_range(max(abs(mn), abs(mx))), mn < 0) for n, (mn, mx) in ext.items()}
+    if bits is None:
+        raise ValueError("the mse range method needs the activation bits")
     code_limits(bits, True)  # validates bits
-    candidates = {n: ([a / 2**j for j in range(MSE_SHIFTS + 1)], signed) for n, (a, signed) in ranges.items()}
-    errors = observe_quant_errors(model, candidates, bits, batches, device=device)
-    # ties (e.g. all-zero inputs) keep the larger range: min() returns the first minimum
-    return {n: (rngs[min(range(len(rngs)), key=errors[n].__getitem__)], signed) for n, (rngs, signed) in candidates.items()}
+    missing = [n for n in layer_names if n not in dict(model.named_modules())]
+    if missing:
+        raise KeyError(f"no such modules: {missing}")
+    batches = list(batches)[:max_batches]  # a second pass may revisit some of them
+    if not batches:
+        raise RuntimeError(f"layers never called: {sorted(layer_names)}")
+    return _mse_ranges(model, list(layer_names), batches, bits, device)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -261,72 +337,107 @@ class _StraightThroughQuant(torch.autograd.Function):
         return grad * inside.to(grad.dtype), None, None, None
 
 
-class InputQuantizer:
-    """A forward pre-hook that fake-quantizes a module's first input: ``module.register_forward_pre_hook(
-    InputQuantizer(bits, rng, signed))``."""
+QUANTIZER = "act_quant"  # the child name of a layer's input quantizer (its state_dict keys: <layer>.act_quant.*)
 
-    def __init__(self, bits: int, rng: float, signed: bool = False, ste: bool = True):
+
+class ActQuantizer(nn.Module):
+    """A layer's activation quantizer: bit width, range ``A`` and signedness as buffers (``act_bits``,
+    ``act_range``, ``act_signed``: they travel in the ``state_dict`` and load with it).
+
+    ``q(x)`` is :func:`fake_quant` (``ste`` chooses the training gradient; the forward value is the same
+    either way), ``q.codes(x)`` :func:`act_codes`; ``bits``, ``rng``, ``signed`` and ``step`` are the
+    current values as Python numbers. Its range is fixed once calibrated (:func:`calibrated_ranges`),
+    not observed on the fly."""
+
+    def __init__(self, bits: int, rng: float, signed: bool, ste: bool = True):
+        super().__init__()
         act_step(bits, rng, signed)  # validate now rather than in the forward pass
-        self.bits, self.rng, self.signed, self.ste = bits, float(rng), signed, ste
+        self.register_buffer("act_bits", torch.tensor(int(bits), dtype=torch.int64))
+        self.register_buffer("act_range", torch.tensor(float(rng), dtype=torch.float64))
+        self.register_buffer("act_signed", torch.tensor(bool(signed)))
+        self.ste = ste
+        self.enabled = True  # False: the forward pass returns its input (see :func:`disabled`)
+        self._read_buffers()
 
-    def __call__(self, _module, inputs):
-        return (fake_quant(inputs[0], self.bits, self.rng, self.signed, self.ste), *inputs[1:])
+    def _read_buffers(self) -> None:
+        # Python copies for the forward pass (no device sync per call); buffers change only by loading
+        self.bits, self.rng, self.signed = int(self.act_bits), float(self.act_range), bool(self.act_signed)
+        self.step = act_step(self.bits, self.rng, self.signed)
 
-    def __repr__(self) -> str:
-        return f"InputQuantizer(bits={self.bits}, rng={self.rng}, signed={self.signed}, ste={self.ste})"
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._read_buffers()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fake_quant(x, self.bits, self.rng, self.signed, self.ste) if self.enabled else x
+
+    def codes(self, x: torch.Tensor) -> tuple[torch.Tensor, float]:
+        return act_codes(x, self.bits, self.rng, self.signed)
+
+    def extra_repr(self) -> str:
+        return f"bits={self.bits}, rng={self.rng}, signed={self.signed}, ste={self.ste}"
+
+
+def _quantize_input(module: nn.Module, inputs: tuple) -> tuple:
+    return (getattr(module, QUANTIZER)(inputs[0]), *inputs[1:])
+
+
+def attach(model: nn.Module, quantizers: dict[str, ActQuantizer]) -> None:
+    """Quantize the first input of every layer named in ``quantizers`` with its :class:`ActQuantizer`,
+    which becomes the layer's child ``act_quant`` (called from a forward pre-hook; :func:`detach` undoes
+    it). The network's existing ``state_dict`` keys do not change."""
+    for name, q in quantizers.items():
+        layer = model.get_submodule(name)
+        if hasattr(layer, QUANTIZER):
+            raise ValueError(f"layer {name} already has an input quantizer")
+        ref = next(iter(layer.parameters()), None)
+        layer.add_module(QUANTIZER, q if ref is None else q.to(ref.device))
+        layer._act_quant_hook = layer.register_forward_pre_hook(_quantize_input)
 
 
 def attach_input_quantizers(model: nn.Module, ranges: dict[str, tuple[float, bool]], bits: int,
-                            ste: bool = True) -> list:
-    """Fake-quantize the input of every layer in ``ranges`` (name → (A, signed), as returned by
-    :func:`calibrated_ranges`) to ``bits``. Returns the hook handles (``h.remove()`` undoes it)."""
-    modules = dict(model.named_modules())
-    return [modules[name].register_forward_pre_hook(InputQuantizer(bits, rng, signed, ste))
-            for name, (rng, signed) in ranges.items()]
+                            ste: bool = True) -> None:
+    """:func:`attach` a ``bits``-bit :class:`ActQuantizer` to every layer in ``ranges`` (name → (A, signed),
+    as returned by :func:`calibrated_ranges`)."""
+    attach(model, {name: ActQuantizer(bits, rng, signed, ste) for name, (rng, signed) in ranges.items()})
 
 
-# ----------------------------------------------------------------------------------------------------
-# Lookup-table entry quantizers
-# ----------------------------------------------------------------------------------------------------
-
-def table_range(table: torch.Tensor, indices: torch.Tensor | None = None) -> float:
-    """The LUT range ``r`` of one layer: ``max |T[:, k]|`` over the pool entries ``k`` the layer uses
-    (all columns when ``indices`` is None). ``table`` is ``[256, K]``; ``indices`` any shape of ints < K."""
-    if indices is not None:
-        table = table[:, torch.unique(indices.to(table.device).long())]
-    r = float(table.detach().abs().max())
-    return r
+def quantizers(model: nn.Module) -> dict[str, ActQuantizer]:
+    """The attached input quantizers, by layer name (empty when there are none)."""
+    return {name: getattr(m, QUANTIZER) for name, m in model.named_modules()
+            if isinstance(getattr(m, QUANTIZER, None), ActQuantizer) and hasattr(m, "_act_quant_hook")}
 
 
-def table_codes(table: torch.Tensor, bits: int, rng: float, mode: str = "strict") -> tuple[torch.Tensor, float]:
-    """Quantize LUT entries to integer codes (int64, same shape as ``table``) and a step, such that
-    ``codes * step`` is the quantized table (see the module docstring for both modes).
-
-    * ``strict``: step ``r / 2^(n-1)``, codes ``clamp(round(T / step), -2^(n-1), 2^(n-1) - 1)``: ``2^n``
-      levels.
-    * ``reference``: ``Δ_L = 2r / (2^n - 1)``, ``T_q = clamp(round(T/Δ_L)·Δ_L, -r, r)``; returned as codes
-      in units of ``step = Δ_L / 2`` (``2·round(T/Δ_L)`` clamped to ``±(2^n - 1)``): ``2^n + 1`` levels.
-    """
-    if bits < 2:
-        raise ValueError(f"LUT bits must be >= 2, got {bits}")
-    if not rng > 0:
-        raise ValueError(f"LUT range must be > 0, got {rng}")
-    t = table.detach()
-    if mode == "strict":
-        step = float(rng) / (1 << (bits - 1))
-        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-        return torch.clamp(torch.round(t / step), lo, hi).to(torch.int64), step
-    if mode == "reference":
-        delta = 2.0 * float(rng) / ((1 << bits) - 1)
-        top = (1 << bits) - 1  # r in units of delta / 2
-        return torch.clamp(2 * torch.round(t / delta), -top, top).to(torch.int64), delta / 2
-    raise ValueError(f"mode must be one of {TABLE_MODES}, got {mode!r}")
+def detach(model: nn.Module, names: Iterable[str] | None = None) -> None:
+    """Remove the input quantizers of the layers ``names`` (default: all of them)."""
+    for name in list(quantizers(model) if names is None else names):
+        layer = model.get_submodule(name)
+        layer._act_quant_hook.remove()
+        del layer._act_quant_hook
+        delattr(layer, QUANTIZER)
 
 
-def quantize_table(table: torch.Tensor, bits: int, rng: float, mode: str = "strict") -> torch.Tensor:
-    """The quantized table as floats (same shape and dtype as ``table``): ``codes * step`` of
-    :func:`table_codes`. In ``reference`` mode this equals ``clamp(round(T/Δ_L)·Δ_L, -r, r)`` up to the
-    last float ulp."""
-    codes, step = table_codes(table, bits, rng, mode)
-    dtype = table.dtype if table.is_floating_point() else torch.get_default_dtype()
-    return codes.to(dtype) * step
+@contextlib.contextmanager
+def disabled(model: nn.Module):
+    """Within the block the attached input quantizers pass their inputs through (the float network)."""
+    qs = list(quantizers(model).values())
+    before = [q.enabled for q in qs]
+    for q in qs:
+        q.enabled = False
+    try:
+        yield model
+    finally:
+        for q, e in zip(qs, before):
+            q.enabled = e
+
+
+def state_dict_layers(state_dict: dict) -> list[str]:
+    """The layers whose input quantizer a (network) ``state_dict`` holds."""
+    suffix = f".{QUANTIZER}.act_range"
+    return [k[:-len(suffix)] for k in state_dict if k.endswith(suffix)]
+
+
+def attach_for_loading(model: nn.Module, state_dict: dict) -> None:
+    """Attach a placeholder quantizer to every layer whose quantizer ``state_dict`` holds, so that
+    ``model.load_state_dict(state_dict)`` then fills in their bit widths, ranges and signedness."""
+    attach(model, {name: ActQuantizer(8, 1.0, False) for name in state_dict_layers(state_dict)})

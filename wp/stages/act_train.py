@@ -6,8 +6,8 @@ same network, they differ in where the gradient steps accumulate). The activatio
 (a power of two, see :func:`wp.quant.calibrated_ranges`) and then fixed; training runs with the pool projection attached (latent
 weights, straight-through) and every pooled layer's input fake-quantized to ``act_bits``, with the
 straight-through estimator by default (``ste=False``: the reference's zero gradient through ``round``).
-The checkpoint (kind ``pooled``) carries the ranges and bit width, so ``quant_eval`` scores it with the
-same quantizer, from the lookup table.
+The checkpoint (kind ``pooled``) carries the quantizers (:class:`wp.quant.ActQuantizer`: bit width, range,
+signedness) in its ``state_dict``, so ``quant_eval`` scores it with the same quantizers, from the lookup table.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
     if start == "latent":  # after calibration, which runs the projected network; the latents project to it
         checkpoint.load_latent(model, ckpt, ckpt_path)
     pool.attach(model, centers, layers, scale, init_scales=ckpt_scales)
-    hooks = quant.attach_input_quantizers(model, ranges, act_bits, ste=ste)
+    quant.attach_input_quantizers(model, ranges, act_bits, ste=ste)  # kept: the checkpoint's state_dict holds them
     before = evaluate(model, test, hp["eval_batch_size"])
     print(f"act_train {network} K={k} {act_bits}-bit activations ({'STE' if ste else 'no gradient through round'}): "
           f"before {before:.2f}%, {hp['epochs']} epochs, {dev}", flush=True)
@@ -58,8 +58,6 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
     top1 = evaluate(model, test, hp["eval_batch_size"])
     indices = pool.indices(model, centers, layers)
     scales = pool.scales(model, centers, layers, scale)
-    for h in hooks:
-        h.remove()
     pool.detach(model)
     pool.bake(model, centers, indices, scales)
     print(f"act_train {network} {act_bits}-bit: test top-1 {top1:.2f}% (before {before:.2f}%)", flush=True)
@@ -74,6 +72,6 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
                                                             "hparams": hp})}
     checkpoint.save(out_ckpt, model, network=network, dataset=ds.name, model_args=ckpt["model_args"], kind="pooled",
                     pool=centers.clone(), pooled_layers=layers, indices=indices, k=k, act_bits=act_bits,
-                    act_ranges=json_ranges, act_ste=ste, **checkpoint.scale_entries(scale, scales))
+                    act_ste=ste, **checkpoint.scale_entries(scale, scales))
     write_json(out_metrics, metrics)
     return metrics

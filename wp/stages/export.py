@@ -33,7 +33,7 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
     ds = data.read(data_path)
     ckpt, model = load_pooled(ckpt_path, network, dev)
     check_dataset(ckpt, ds.name, ckpt_path)
-    check_trained_bits(ckpt, act_bits, ckpt_path)
+    trained_bits = check_trained_bits(ckpt, act_bits, ckpt_path)
     train, _, _ = splits(ds, {**hp, "selection": "final"}, seed, dev)
     seed_everything(seed)
     ranges = act_ranges(ckpt, model, train, calibration_images, seed, bits=act_bits, method=act_range)
@@ -41,7 +41,7 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
                    scales=checkpoint.pool_scale(ckpt)[1])
     arrays, manifest = export.from_lutnet(model, ckpt, act_bits=act_bits, lut_bits=lut_bits, lut_mode=lut_mode,
                                           signed_mode=signed_mode)
-    calibration = "checkpoint" if ckpt.get("act_ranges") else f"{act_range} over {min(calibration_images, len(train))} training images"
+    calibration = "checkpoint" if trained_bits is not None else f"{act_range} over {min(calibration_images, len(train))} training images"
     manifest.update({
         "stage": "export", "act_range_method": act_range, "calibration": calibration,
         "source": {"checkpoint": Path(ckpt_path).name, "checkpoint_sha256": sha256(ckpt_path)},

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from wp import WPError, checkpoint, data, lutnet, provenance
+from wp import WPError, checkpoint, data, lutnet, provenance, quant
 from wp.checkpoint import check_dataset
 from wp.io import write_json
 from wp.lutnet import act_ranges, check_trained_bits, load_pooled
@@ -38,7 +38,8 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
     train, _, test = splits(ds, {**hp, "selection": "final"}, seed, dev)
     test = sweep_test_set(test, test_images, seed)
     seed_everything(seed)
-    float_top1 = evaluate(model, test, hp["eval_batch_size"])
+    with quant.disabled(model):  # a retrained checkpoint's quantizers are attached: the float network without them
+        float_top1 = evaluate(model, test, hp["eval_batch_size"])
     ranges = act_ranges(ckpt, model, train, calibration_images, seed, bits=act_bits, method=act_range)
     scale, scales = checkpoint.pool_scale(ckpt)
     lutnet.convert(model, ckpt["pool"], ckpt["indices"], ranges, act_bits, lut_bits,
@@ -56,7 +57,7 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
                **checkpoint.pooled_summary(ckpt["state_dict"], ckpt["pooled_layers"]), "test_top1": top1, "float_top1": float_top1,
                "test_images": len(test), "seconds": seconds, "images_per_s": len(test) / seconds,
                "act_ranges": {n: [a, s] for n, (a, s) in ranges.items()},
-               "calibration": "checkpoint" if ckpt.get("act_ranges") else f"{act_range} over {min(calibration_images, len(train))} training images",
+               "calibration": "checkpoint" if trained_bits is not None else f"{act_range} over {min(calibration_images, len(train))} training images",
                "provenance": provenance.collect(dev, seed, {"stage": "quant_eval", "dataset": ds.name, "network": network,
                                                             "k": int(ckpt["k"]), "act_bits": act_bits, "lut_bits": lut_bits,
                                                             "lut_mode": lut_mode, "signed_mode": signed_mode, "act_range": act_range,

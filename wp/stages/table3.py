@@ -27,14 +27,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from wp import checkpoint, compression, lut, models, paper, quant, tables
+from wp import checkpoint, compression, lut, models, paper, tables
 
 
 def lut_tables(ckpt: dict) -> int:
     """How many different tables the pooled layers read once each quantizes the shared table with
     its own range (layers with the same range read the same codes)."""
     table = lut.build_table(ckpt["pool"].double())
-    return len({quant.table_range(table, ckpt["indices"][name]) for name in ckpt["pooled_layers"]})
+    return len({lut.table_range(table, ckpt["indices"][name]) for name in ckpt["pooled_layers"]})
 
 
 def scale_counts(ckpt: dict) -> dict[str, int] | None:
