@@ -8,6 +8,11 @@ layer, the latent, unprojected weight retraining ended with: where ``act_train``
 scale (:mod:`wp.pool`) also ``pool_scale`` ("layer" or "channel") and ``scales`` (per layer, its 1 or
 out-channels scales; the weights are then the scaled pool vectors). A pooled checkpoint without
 ``pool_scale`` has no scale.
+
+Every checkpoint a stage writes also records ``selection``: the images that stage used
+(:func:`wp.selection.record`: ``stage``, ``seed``, ``settings`` and the index arrays ``train``, ``val``
+(or None) and ``test`` as int64 tensors); later stages read it (:func:`wp.selection.recorded`) instead of
+re-deriving it, and a checkpoint without one stops them with the stage to rerun.
 """
 
 from __future__ import annotations
