@@ -1,4 +1,5 @@
-"""Stage ``pretrain``: train the float network; write its checkpoint and metrics JSON."""
+"""Stage ``pretrain``: train the float network; write its checkpoint (with the images it chose,
+:mod:`wp.selection`) and metrics JSON (``scored_on``: the digest of the test images scored)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 Writes the projected model (pooled checkpoint: weights are pool vectors, plus pool, indices and the
 latent weights retraining ended with; with a pool scale, :mod:`wp.pool`, the weights are the scaled
 pool vectors and the checkpoint holds ``scales``) and metrics: test top-1 after retraining and the
-"direct replacement" accuracy before it, and the ``pool_scale`` of the pool file.
+"direct replacement" accuracy before it (both on the images ``scored_on`` names), and the ``pool_scale`` of the
+pool file. The checkpoint records the images wp_train chose (``selection``, :mod:`wp.selection`).
 """
 
 from __future__ import annotations
