@@ -59,7 +59,7 @@ def previous_lut_conv2d(codes, indices, table, weight_shape, stride=1, padding=0
     shifts = torch.arange(8, dtype=x.dtype)
 
     def pattern(v, b):
-        return (((v >> b) & 1) << shifts).sum(-1, dtype=x.dtype)
+        return (((v >> b) & 1) << shifts).sum(-1, dtype=v.dtype)
 
     if not signed:
         planes = [(1 << b, pattern(x, b)) for b in range(bits)]

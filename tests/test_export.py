@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 from conftest import REPO, copy_workflow, planned, pooled_model, snakemake
 
-from wp import WPError, c_header, checkpoint, data, export, export_load, lut, lutnet, pool
+from wp import WPError, c_header, checkpoint, data, export, export_load, lut, lutnet, pool, selection
 from wp.selection import splits
 from wp.stages import act_train, quant_eval, table3
 from wp.stages import export as export_stage
@@ -45,8 +45,13 @@ def pooled_checkpoint(network, digits_h5, out, k=64, seed=0):
         for start in range(0, 512, 128):
             model(as_float(torch.from_numpy(ds.train.images[start:start + 128])))
     checkpoint.save(out, model.eval(), network=network, dataset=ds.name, model_args=args, kind="pooled",
-                    pool=centers, pooled_layers=list(indices), indices=indices, k=k)
+                    pool=centers, pooled_layers=list(indices), indices=indices, k=k, selection=recorded_images(ds))
     return out
+
+
+def recorded_images(ds):
+    """The selection entry of a hand-made pooled checkpoint: the images wp_train with ``HP`` would record."""
+    return selection.record(selection.select(ds, HP, 0, "wp_train"))
 
 
 def run_export(digits_h5, ckpt, network, out_dir, act_bits=8, lut_bits=8, **kw):
@@ -181,7 +186,8 @@ def test_pooled_linear_layer_exports(digits_h5, tmp_path):
         mod.weight.data.copy_(w)
         ck["indices"][name] = idx
     checkpoint.save(tmp_path / "fc.pt", model, network="tinyconv", dataset="digits", model_args=ck["model_args"],
-                    kind="pooled", pool=ck["pool"], pooled_layers=ck["pooled_layers"] + fc, indices=ck["indices"], k=ck["k"])
+                    kind="pooled", pool=ck["pool"], pooled_layers=ck["pooled_layers"] + fc, indices=ck["indices"], k=ck["k"],
+                    selection=ck["selection"])
     m, stem = run_export(digits_h5, tmp_path / "fc.pt", "tinyconv", tmp_path)
     assert [e["kind"] for e in m["layers"] if e["name"] in fc] == ["linear"] * len(fc)
     x = digits_images(digits_h5, 32)
@@ -415,7 +421,8 @@ def scaled_checkpoint(digits_h5, out, mode, k=16):
         scales[name] = torch.rand(1 if mode == "layer" else layer.out_channels) + 0.5
         layer.weight.data.copy_(pool.deployed_weight(centers, indices[name], layer.weight.shape, scales[name]))
     checkpoint.save(out, model, network="cnn_nobn", dataset=ds.name, model_args=args, kind="pooled", pool=centers,
-                    pooled_layers=layers, indices=indices, k=k, **checkpoint.scale_entries(mode, scales))
+                    pooled_layers=layers, indices=indices, k=k, selection=recorded_images(ds),
+                    **checkpoint.scale_entries(mode, scales))
     return out
 
 

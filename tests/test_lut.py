@@ -298,7 +298,7 @@ def test_fast_kernel_equals_naive_loop_on_random_codes(k, stride, padding, bits,
     p = torch.randn(12, 8)
     weight, idx = _layer(5, 24, k, p, seed=22)
     table = lut.build_table(p)
-    tcodes, _ = quant.table_codes(table, 6, quant.table_range(table, idx), "strict")
+    tcodes, _ = lut.table_codes(table, 6, lut.table_range(table, idx), "strict")
     codes = _codes((3, 24, 5, 6), bits, signed, seed=bits)
     if channels_last:
         codes = codes.contiguous(memory_format=torch.channels_last)
@@ -317,7 +317,7 @@ def test_pool_and_filter_lookups_agree_on_a_wide_layer(signed, mode):
     p = torch.randn(8, 8)
     weight, idx = _layer(96, 32, 1, p, seed=24)
     table = lut.build_table(p)
-    tcodes, _ = quant.table_codes(table, 8, quant.table_range(table, idx), "strict")
+    tcodes, _ = lut.table_codes(table, 8, lut.table_range(table, idx), "strict")
     codes = _codes((2, 32, 4, 3), 8, signed, seed=25)
     args = (codes, idx, tcodes, weight.shape, 1, 0, 8, signed, mode)
     filters = lut.lut_conv2d(*args, method="filters")

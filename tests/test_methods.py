@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from wp import WPError, checkpoint, compression, config, models
+from wp import WPError, checkpoint, compression, config, models, selection
 from wp.methods import layers as layer_choice, prune, sharing, ternary, valueset
-from wp.stages import compare, compare_sharing
+from wp.stages import compare
 from wp.train import Tensors, fit, hparams
 
 
@@ -273,12 +273,11 @@ def test_sharing_footprint_by_hand():
 
 def test_validation_images_are_training_images_pretraining_did_not_use():
     labels = np.repeat(np.arange(10), 50)
-    hp = {"train_subset": 300, "selection": "final"}
-    idx, seen = compare_sharing.validation_indices(labels, hp, 0, 100, seed=0)
-    used = compare_sharing.pretrain_train_indices(labels, hp, 0)
-    assert not seen and len(idx) == 100 and not set(idx) & set(used)
-    idx, seen = compare_sharing.validation_indices(labels, {"train_subset": None, "selection": "final"}, 0, 100, seed=0)
-    assert seen and len(idx) == 100
+    used = np.flatnonzero(np.arange(500) % 5 < 3)  # the 300 images a float network was fitted on
+    idx, seen = selection.sharing_validation(len(labels), used, 100, seed=0)
+    assert not seen and len(idx) == 100 and not set(idx) & set(used) and len(set(idx)) == 100
+    idx, seen = selection.sharing_validation(len(labels), np.arange(500), 100, seed=0)  # fitted on all: seen
+    assert seen and len(idx) == 100 and len(set(idx)) == 100
 
 
 # --- the stages on the digits data ---------------------------------------------------------------
@@ -299,6 +298,7 @@ def test_stages_on_digits(digits_h5, trained_tinyconv, tmp_path):
     float_top1 = json.loads(pre_json.read_text())["test_top1"]
     for method, m in rows.items():
         assert m["float_top1"] == pytest.approx(float_top1)
+        assert m["scored_on"] == json.loads(pre_json.read_text())["scored_on"], method  # the float network's test images
         assert m["test_top1"] > 30, method  # above chance (10 classes) after compression
         assert m["footprint"]["ratio_fp32"] > 1 and m["footprint"]["ratio_int8"] > 1
     assert rows["prune"]["sparsity"] == pytest.approx(0.8, abs=0.001) and rows["prune"]["retrain_epochs"] == 2
@@ -311,6 +311,26 @@ def test_stages_on_digits(digits_h5, trained_tinyconv, tmp_path):
     for n, k in sh["layer_clusters"].items():
         if k:
             assert len(torch.unique(sd[f"{n}.weight"])) <= k <= 16
+
+
+def test_sharing_validates_on_training_images_pretraining_did_not_fit(digits_h5, trained_tinyconv, tmp_path):
+    ckpt = checkpoint.load(trained_tinyconv)
+    fitted = torch.arange(0, len(ckpt["selection"]["train"]), 3)  # as if pretraining had fitted a third of them
+    ckpt["selection"] = {**ckpt["selection"], "train": fitted}
+    torch.save(ckpt, tmp_path / "pre.pt")
+    m = compare.run("sharing", "0.9", digits_h5, tmp_path / "pre.pt", "tinyconv", {}, {"clusters": [4], "val_images": 200},
+                    tmp_path / "s.pt", tmp_path / "s.json", pretrain_metrics=trained_tinyconv.parent / "pretrained.json",
+                    seed=0, device="cpu")
+    val = checkpoint.load(tmp_path / "s.pt")["selection"]["val"]
+    assert m["validation_seen_in_training"] is False and m["val_images"] == len(val) == 200
+    assert not set(val.tolist()) & set(fitted.tolist())
+    del ckpt["selection"]
+    torch.save(ckpt, tmp_path / "old.pt")
+    with pytest.raises(WPError, match=r"records no data selection .*rerun pretrain \(snakemake --forcerun pretrain\)"):
+        compare.run("sharing", "0.9", digits_h5, tmp_path / "old.pt", "tinyconv", {}, {"clusters": [4], "val_images": 200},
+                    tmp_path / "o.pt", tmp_path / "o.json", pretrain_metrics=trained_tinyconv.parent / "pretrained.json",
+                    seed=0, device="cpu")
+    assert not (tmp_path / "o.pt").exists()
 
 
 def test_same_seed_same_numbers(digits_h5, trained_tinyconv, tmp_path):

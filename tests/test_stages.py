@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -40,6 +41,15 @@ def test_wp_train_yields_pool_weights_and_sane_accuracy(digits_h5, trained_tinyc
         w = ck["state_dict"][f"{name}.weight"]
         assert torch.equal(pool.to_vectors(w), centers[ck["indices"][name].long()])
     assert json.loads((tmp_path / "wp8.json").read_text())["k"] == 8
+    # each training stage records the images it used in its checkpoint and the digest of those it scored
+    from wp import data, selection
+
+    ds = data.read(digits_h5)
+    for path, metrics, stage in ((trained_tinyconv, pre, "pretrain"), (tmp_path / "wp8.pt", m, "wp_train")):
+        rec = selection.recorded(checkpoint.load(path), path)
+        assert rec.stage == stage and rec.val is None and len(rec.train) == metrics["train_images"]
+        assert np.array_equal(rec.test, selection.select(ds, hp, 0, stage).test)  # all test images: no test_subset
+        assert metrics["scored_on"] == selection.digest(selection.images(ds.test, rec.test, torch.device("cpu")))
 
 
 def test_same_seed_same_numbers(digits_h5, trained_tinyconv, pool8, tmp_path):
@@ -88,6 +98,13 @@ def test_table4_from_metrics(tmp_path):
     assert pd.isna(df[df.network == "tinyconv"].iloc[0].paper_original)
     assert df.set_index("network").pool_scale.to_dict() == {"resnet_10": "none", "tinyconv": "channel"}
     assert "| resnet_10 |" in (tmp_path / "t4.md").read_text()
+    assert "different test images" not in str(r10.notes)
+    rows[2]["scored_on"], rows[0]["scored_on"] = "sha256:a", "sha256:b"  # wp32 scored other images than the float network
+    for i, r in enumerate(rows):
+        paths[i].write_text(json.dumps(r))
+    table4.run(paths, tmp_path / "t4.csv", tmp_path / "t4.md")
+    notes = pd.read_csv(tmp_path / "t4.csv").set_index("network").notes.fillna("")
+    assert "columns scored on different test images" in notes["resnet_10"] and "different" not in notes["tinyconv"]
 
 
 def run_cli(*args, cwd=REPO):

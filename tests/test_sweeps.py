@@ -70,11 +70,36 @@ def test_retraining_with_3_bit_activations_helps_and_carries_its_ranges(digits_h
     assert retrained["retrained"] and retrained["calibration"] == "checkpoint" and retrained["act_ranges"] == m["act_ranges"]
     assert retrained["test_top1"] > plain["test_top1"]
     assert abs(retrained["test_top1"] - m["test_top1"]) <= 3.0  # LUT-8 vs float weights on the same codes
+    assert m["scored_on"] == plain["scored_on"] == retrained["scored_on"]  # table 6: wp_train's test images throughout
     with pytest.raises(WPError, match="retrained for 3-bit activations, not 4"):
         evaluate(digits_h5, tmp_path / "r3.pt", tmp_path / "x.json", act_bits=4)
     with pytest.raises(WPError, match="already retrained"):
         act_train.run(digits_h5, tmp_path / "r3.pt", "tinyconv", 3, hp, tmp_path / "y.pt", tmp_path / "y.json", device="cpu")
     assert not (tmp_path / "x.json").exists() and not (tmp_path / "y.pt").exists()
+
+
+def test_quant_eval_scores_the_images_wp_train_recorded(digits_h5, wp16, tmp_path):
+    from wp import data, selection
+
+    ds = data.read(digits_h5)
+    ckpt = checkpoint.load(wp16 / "wp16.pt")
+    rec = ckpt["selection"]
+    # what wp_train recorded is what its settings select (conftest's POOLED_HP, seed 0) ...
+    mine = selection.select(ds, hparams({"epochs": 1, "batch_size": 32, "lr": 0.01, "schedule": "cosine"}), 0, "wp_train")
+    assert rec["stage"] == "wp_train" and torch.equal(rec["test"], torch.from_numpy(mine.test))
+    # ... and quant_eval scores those images, whatever selection settings it is handed (it reads, never re-derives)
+    q = quant_eval.run(digits_h5, wp16 / "wp16.pt", "tinyconv", 8, None, hparams({**HP, "test_subset": 40, "train_subset": 100}),
+                       tmp_path / "q.json", seed=0, device="cpu")
+    wp = json.loads((wp16 / "wp16.json").read_text())
+    test = selection.images(ds.test, rec["test"].numpy(), torch.device("cpu"))
+    assert q["scored_on"] == wp["scored_on"] == selection.digest(test) and q["test_images"] == len(rec["test"])
+    assert q["calibration"] == f"mse over {min(512, len(rec['train']))} training images"
+    # an older checkpoint, without the record: one line naming the stage to rerun, no output
+    del ckpt["selection"]
+    torch.save(ckpt, tmp_path / "old.pt")
+    with pytest.raises(WPError, match=r"records no data selection .*rerun wp_train \(snakemake --forcerun wp_train\)"):
+        evaluate(digits_h5, tmp_path / "old.pt", tmp_path / "old.json")
+    assert not (tmp_path / "old.json").exists()
 
 
 def test_float_or_foreign_checkpoints_are_refused(digits_h5, trained_tinyconv, wp16, tmp_path):
@@ -157,6 +182,15 @@ def test_table5_columns_and_paper_values():
     assert df.iloc[0]["paper_lut4"] == 89.4 and df.iloc[0]["float"] == 89.5
     with pytest.raises(WPError, match="pass quant_eval metrics"):
         tables.table5(floats, floats)
+    # the float column and the sweep scored on other images (same count): the sweep's own float score, and
+    # a note where the sweep's points themselves disagree
+    same = [{**m, "scored_on": "sha256:a", "float_top1": 80.0} for m in evals]
+    assert tables.table5(same, [{**floats[0], "scored_on": "sha256:a", "test_images": 100}]).iloc[0]["float"] == 89.5
+    row = tables.table5(same, [{**floats[0], "scored_on": "sha256:b", "test_images": 100}]).iloc[0]
+    assert row["float"] == 80.0 and "different test images" not in row["notes"]
+    mixed = [*same[:-1], {**same[-1], "scored_on": "sha256:c"}]
+    assert "sweep points scored on different test images" in tables.table5(mixed, floats).iloc[0]["notes"]
+    assert "columns scored on different test images" in tables.table6(mixed).iloc[0]["notes"]
 
 
 def test_retrain_bits_defaults_to_the_papers_choice():

@@ -10,6 +10,11 @@ out-channels scales; the weights are then the scaled pool vectors). A pooled che
 ``pool_scale`` has no scale. ``act_train``'s (``act_bits``, ``act_ste``) also holds, in ``state_dict``, each
 pooled layer's activation quantizer (``<layer>.act_quant.act_bits/act_range/act_signed``,
 :class:`wp.quant.ActQuantizer`): :func:`build` attaches them before loading the weights.
+
+Every checkpoint a stage writes also records ``selection``: the images that stage used
+(:func:`wp.selection.record`: ``stage``, ``seed``, ``settings`` and the index arrays ``train``, ``val``
+(or None) and ``test`` as int64 tensors); later stages read it (:func:`wp.selection.recorded`) instead of
+re-deriving it, and a checkpoint without one stops them with the stage to rerun.
 """
 
 from __future__ import annotations

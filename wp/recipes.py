@@ -13,7 +13,9 @@
   points of Table 4 and were dropped.)
 
 ``resolve(config, stage, network)`` applies, in order: the recipe, ``config['hparams'][stage]``,
-``config['network_hparams'][network][stage]``. A network of your own (``network_modules``) starts
+``config['network_hparams'][network][stage]``. The result holds both the optimiser settings and the data-selection
+settings (``train_subset``, ``test_subset``, ``selection``, ``val_fraction``: ``wp.selection.KEYS``, read only by
+``wp.selection``). A network of your own (``network_modules``) starts
 from the recipe's settings for ``GENERIC`` (TinyConv's: plain SGD + cosine in ``paper``, the same
 settings as every network in ``fast`` and ``smoke``).
 """

@@ -9,6 +9,7 @@ import pandas as pd
 
 from wp import WPError, names, paper
 from wp.io import atomic_path
+from wp.selection import SCORED_ON
 
 
 def read_metrics(paths: list[str | Path]) -> list[dict]:
@@ -46,6 +47,14 @@ def notes(dataset: str, network: str, *, selections=(), pooled_conv_vectors: int
     return "; ".join([*out, *extra])
 
 
+def same_images(a: dict, b: dict) -> bool | None:
+    """Whether two metrics scored the same images (their ``scored_on`` digests, see
+    :func:`wp.selection.digest`); None when either predates the record."""
+    if a.get(SCORED_ON) is None or b.get(SCORED_ON) is None:
+        return None
+    return a[SCORED_ON] == b[SCORED_ON]
+
+
 def table4(metrics: list[dict]) -> pd.DataFrame:
     """One row per (dataset, network): original, wp{K} for each K found, the paper's values beside, and
     notes on what differs from the paper's cells."""
@@ -57,6 +66,7 @@ def table4(metrics: list[dict]) -> pd.DataFrame:
         row = rows.setdefault(key, {"dataset": key[0], "network": key[1]})
         fact = facts.setdefault(key, {"selections": set()})
         fact["selections"].add((m.get("hparams") or {}).get("selection"))
+        fact.setdefault("scored", set()).add(m.get(SCORED_ON))
         if m["stage"] == "pretrain":
             row["original"] = round(m["test_top1"], 2)
             row["test_images"] = m["test_images"]
@@ -76,7 +86,10 @@ def table4(metrics: list[dict]) -> pd.DataFrame:
         row["paper_original"] = ref.get("original")
         for k in ks:
             row[f"paper_wp{k}"] = ref.get(k)
-        row["notes"] = notes(dataset, network, original=True, **facts[(dataset, network)])
+        fact = dict(facts[(dataset, network)])
+        scored = fact.pop("scored") - {None}
+        row["notes"] = notes(dataset, network, original=True, **fact,
+                             extra=["columns scored on different test images"] if len(scored) > 1 else [])
     df = pd.DataFrame(list(rows.values()), columns=columns + paper_cols + ["test_images", "pool_scale", "notes"])
     return df.sort_values(["dataset", "network"]).reset_index(drop=True)
 
@@ -124,23 +137,26 @@ def table5(evals: list[dict], floats: list[dict]) -> pd.DataFrame:
     paper's "No-LUT" column beside it (``paper_no_lut``: the paper's pool network with float activations,
     what ``float`` is), ``no_lut`` (quantized activations, float weights) and ``lut{n}`` for every LUT bit
     width found among the ``quant_eval`` metrics; the paper's values beside, and notes."""
-    float_top1 = {(m["dataset"], m["network"]): m["test_top1"] for m in floats}
-    float_images = {(m["dataset"], m["network"]): m.get("test_images") for m in floats}
+    float_of = {(m["dataset"], m["network"]): m for m in floats}
     groups = _by_network(evals, "quant_eval")
     rows, bits = [], sorted({m["lut_bits"] for m in evals if m["lut_bits"] is not None}, reverse=True)
     for (dataset, network), ms in sorted(groups.items()):
         ref = paper.TABLE5.get((dataset, network), {})
+        fl = float_of.get((dataset, network))
         row = {"dataset": dataset, "network": network, "k": ms[0]["k"], "act_bits": ms[0]["act_bits"],
-               "float": _r(float_top1.get((dataset, network)))}
-        if float_images.get((dataset, network)) not in (None, ms[0]["test_images"]):  # sweeps.test_images: same images
-            row["float"] = _r(ms[0]["float_top1"])
+               "float": _r(fl["test_top1"]) if fl else None}
+        same = same_images(fl, ms[0]) if fl else None
+        if same is False or (same is None and fl and fl.get("test_images") not in (None, ms[0]["test_images"])):
+            row["float"] = _r(ms[0]["float_top1"])  # the sweep scored other images (sweeps.test_images): its own float score
+        extra = ["sweep points scored on different test images"] \
+            if len({m.get(SCORED_ON) for m in ms} - {None}) > 1 else []
         for m in ms:
             row["no_lut" if m["lut_bits"] is None else f"lut{m['lut_bits']}"] = _r(m["test_top1"])
         row["paper_no_lut"] = ref.get("none")
         row.update({f"paper_lut{b}": ref.get(b) for b in bits})
         row["test_images"] = ms[0]["test_images"]
         row["pool_scale"] = ms[0].get("pool_scale", "none")
-        row["notes"] = eval_notes(ms)
+        row["notes"] = eval_notes(ms, extra)
         rows.append(row)
     cols = ["dataset", "network", "k", "act_bits", "float", "paper_no_lut", "no_lut"] + [f"lut{b}" for b in bits] \
         + [f"paper_lut{b}" for b in bits] + ["test_images", "pool_scale", "notes"]
@@ -178,7 +194,8 @@ def table6(evals: list[dict]) -> pd.DataFrame:
         row["paper_min_bits"] = ref.get("min_bits")
         row["test_images"] = ms[0]["test_images"]
         row["pool_scale"] = ms[0].get("pool_scale", "none")
-        row["notes"] = eval_notes(ms, extra.get(network, []))
+        mixed = ["columns scored on different test images"] if len({m.get(SCORED_ON) for m in ms} - {None}) > 1 else []
+        row["notes"] = eval_notes(ms, [*extra.get(network, []), *mixed])
         rows.append(row)
     cols = ["dataset", "network", "k", "lut_bits"] + [f"a{b}" for b in plain_bits] + [f"a{b}_retrained" for b in retrained_bits] \
         + ["min_bits"] + [f"paper_a{b}" for b in plain_bits] + [f"paper_a{b}_retrained" for b in retrained_bits] \

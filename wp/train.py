@@ -11,11 +11,11 @@ Hyperparameters (one dict, see ``HPARAM_DEFAULTS``; recipes in ``wp.recipes`` fi
   ``step`` (lr * gamma^(epoch // step_epochs)); ``onecycle`` (per step: linear warm-up over
   ``warmup_epochs``, then linear decay to 0)
 - ``label_smoothing``
-- ``train_subset`` / ``test_subset``: use only that many images (seeded, class-balanced); null = all
 - ``bn_recalibrate``: after training, re-estimate every BatchNorm's running statistics from this
   many training batches (0 = keep the running averages from training, as the reference does)
-- ``selection``: ``final`` (the last epoch's weights) or ``best_val`` (best accuracy on a seeded
-  hold-out of ``val_fraction`` of the training set; the test set never selects anything)
+- the data-selection settings ``train_subset``, ``test_subset``, ``selection``, ``val_fraction``: which
+  images a stage uses; ``wp.selection`` owns them (``wp.selection.KEYS``: their meaning) and is the
+  only reader; the engine never reads them (``fit`` holds out whatever validation images it is given)
 - ``amp``: mixed precision of the forward passes (training, evaluation, BN recalibration): ``auto``
   (bf16 autocast on CUDA, none on the CPU), ``bf16`` (bf16 autocast on any device), ``off`` (fp32)
 
@@ -65,10 +65,12 @@ HPARAM_DEFAULTS: dict = {
     "step_epochs": 20,
     "warmup_epochs": 0.0,
     "label_smoothing": 0.0,
+    # data selection: wp.selection owns these (wp.selection.KEYS); the engine never reads them
     "train_subset": None,
     "test_subset": None,
     "selection": "final",
     "val_fraction": 0.1,
+    # (end of data selection)
     "bn_recalibrate": 0,
     "amp": "auto",
 }

@@ -19,7 +19,7 @@ from wp.checkpoint import check_dataset
 from wp.data import augment_for
 from wp.io import sha256, write_json
 from wp.lutnet import act_ranges, load_pooled
-from wp.selection import splits
+from wp import selection
 from wp.train import evaluate, fit, resolve_device, seed_everything
 
 START = ("latent", "projected")  # act_train's starting weights: wp_train's latent ones or the projected ones
@@ -41,7 +41,8 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
     check_dataset(ckpt, ds.name, ckpt_path)
     if start == "latent":
         checkpoint.require_latent(ckpt, ckpt_path)
-    train, val, test = splits(ds, hp, seed, dev)
+    sel = selection.select(ds, hp, seed, "act_train").with_test(selection.recorded(ckpt, ckpt_path))  # wp_train's test images
+    train, val, test = selection.tensors(ds, sel, dev)
     seed_everything(seed)
     centers, layers, k = ckpt["pool"], ckpt["pooled_layers"], int(ckpt["k"])
     scale, ckpt_scales = checkpoint.pool_scale(ckpt)
@@ -64,7 +65,7 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
     json_ranges = {n: [a, s] for n, (a, s) in ranges.items()}
     metrics = {"stage": "act_train", "dataset": ds.name, "network": network, "k": k, "pool_scale": scale,
                "act_bits": act_bits, "ste": ste, "start": start,
-               "test_top1": top1, "before_top1": before, "test_images": len(test), "train_images": len(train),
+               "test_top1": top1, "before_top1": before, "test_images": len(test), selection.SCORED_ON: selection.digest(test), "train_images": len(train),
                "epochs": hp["epochs"], "kept_epoch": result["kept_epoch"], "seconds": result["seconds"], "hparams": hp,
                "act_ranges": json_ranges, "history": result["history"],
                "provenance": provenance.collect(dev, seed, {"stage": "act_train", "dataset": ds.name, "network": network, "k": k,
@@ -72,6 +73,6 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
                                                             "hparams": hp})}
     checkpoint.save(out_ckpt, model, network=network, dataset=ds.name, model_args=ckpt["model_args"], kind="pooled",
                     pool=centers.clone(), pooled_layers=layers, indices=indices, k=k, act_bits=act_bits,
-                    act_ste=ste, **checkpoint.scale_entries(scale, scales))
+                    act_ste=ste, selection=selection.record(sel), **checkpoint.scale_entries(scale, scales))
     write_json(out_metrics, metrics)
     return metrics

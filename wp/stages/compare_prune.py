@@ -20,7 +20,6 @@ from wp.compression import weight_layers
 from wp.data import augment_for
 from wp.io import atomic_path
 from wp.methods import prune
-from wp.selection import splits
 from wp.stages import compare_common
 from wp.train import evaluate, fit, seed_everything
 
@@ -62,7 +61,7 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, hp: dict, sp
     """``stop_after_epoch`` (tests): SIGKILL after that epoch, counted over all rounds."""
     targets = prune.schedule(sparsity, rounds)
     s = compare_common.start(data_path, ckpt_path, network, device)
-    train, val, test = splits(s.ds, hp, seed, s.device)
+    sel, train, val, test = compare_common.splits(s, hp, seed, "prune")
     seed_everything(seed)
     model = s.model
     compare_common.float_top1(s, test, hp["eval_batch_size"])
@@ -101,7 +100,7 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, hp: dict, sp
     metrics = compare_common.finish(
         s, model, method="prune", setting=f"{sparsity:g}", network=network, test=test, top1=top1,
         footprint=prune.footprint(model, layers), retrain_epochs=rounds * hp["epochs"], seconds=seconds, hp=hp,
-        seed=seed, out_ckpt=out_ckpt, out_metrics=out_metrics,
+        seed=seed, out_ckpt=out_ckpt, out_metrics=out_metrics, sel=sel,
         details={"sparsity": prune.sparsity_of(model, layers), "han_ratio": prune.han_ratio(model), "rounds": rounds,
                  "layer_density": density, "round_history": history})
     for r in range(1, rounds):

@@ -3,8 +3,9 @@
 The search is scored on a validation split of ``val_images`` training images, drawn (seeded) from the
 training images the float network did *not* train on when there are enough of them (the pretrain
 recipe used a subset or held some out), otherwise from the whole training set (then the metrics say
-``validation_seen_in_training: true``). The test set, the same images the float network was scored
-on, is used once, for the final choice.
+``validation_seen_in_training: true``): :func:`wp.selection.sharing_validation` over the training images
+the pretrained checkpoint records. The test set, the same images the float network was scored on (the
+checkpoint's too), is used once, for the final choice.
 """
 
 from __future__ import annotations
@@ -13,35 +14,15 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from wp import WPError
+from wp import WPError, selection
 from wp.compression import weight_layers
 from wp.methods import sharing
 from wp.stages import compare_common
-from wp.selection import subset_indices
-from wp.train import evaluate, seed_everything, to_device
+from wp.train import evaluate, seed_everything
 
 DEFAULT_CLUSTERS = (2, 4, 8, 16, 32, 64, 128, 256)
-
-
-def pretrain_train_indices(labels: np.ndarray, hp: dict, seed: int) -> np.ndarray:
-    """The training images the float network was fitted on (as ``wp.selection.splits`` chose them)."""
-    tr = subset_indices(labels, hp.get("train_subset"), seed)
-    if hp.get("selection") == "best_val":
-        perm = np.random.default_rng(seed + 1).permutation(tr)
-        tr = np.sort(perm[max(1, int(round(len(perm) * hp["val_fraction"]))):])
-    return tr
-
-
-def validation_indices(labels: np.ndarray, pretrain_hp: dict, pretrain_seed: int, n: int, seed: int) -> tuple[np.ndarray, bool]:
-    """(indices of ``n`` validation images from the training set, whether they were seen in pretraining)."""
-    unseen = np.setdiff1d(np.arange(len(labels)), pretrain_train_indices(labels, pretrain_hp, pretrain_seed))
-    rng = np.random.default_rng(seed + 2)
-    if len(unseen) >= n:
-        return np.sort(rng.choice(unseen, n, replace=False)), False
-    return np.sort(rng.choice(len(labels), min(n, len(labels)), replace=False)), True
 
 
 def run(data_path: str | Path, ckpt_path: str | Path, pretrain_metrics: str | Path, network: str, budget: float,
@@ -55,12 +36,10 @@ def run(data_path: str | Path, ckpt_path: str | Path, pretrain_metrics: str | Pa
     except (OSError, json.JSONDecodeError) as exc:
         raise WPError(f"pretrain metrics {pretrain_metrics} are missing or corrupt ({exc}): rerun pretrain") from exc
     s = compare_common.start(data_path, ckpt_path, network, device)
-    pre_hp, pre_seed = pre["hparams"], pre["provenance"]["seed"]
-    val_idx, seen = validation_indices(s.ds.train.labels, pre_hp, pre_seed, val_images, seed)
-    val = to_device(s.ds.train.images[val_idx], s.ds.train.labels[val_idx], s.device)
-    te = subset_indices(s.ds.test.labels, pre_hp.get("test_subset"), pre_seed)  # the float row's test images
-    test = to_device(s.ds.test.images[te], s.ds.test.labels[te], s.device)
-    bs = pre_hp.get("eval_batch_size", 1024)
+    val_idx, seen = selection.sharing_validation(len(s.ds.train.labels), s.selection.train, val_images, seed)
+    sel = selection.Selection("sharing", seed, s.selection.settings, s.selection.train, val_idx, s.selection.test)
+    val, test = selection.images(s.ds.train, val_idx, s.device), selection.images(s.ds.test, sel.test, s.device)
+    bs = pre["hparams"].get("eval_batch_size", 1024)
     seed_everything(seed)
     model = s.model
     compare_common.float_top1(s, test, bs)
@@ -102,7 +81,7 @@ def run(data_path: str | Path, ckpt_path: str | Path, pretrain_metrics: str | Pa
     return compare_common.finish(
         s, model, method="sharing", setting=f"{budget:g}", network=network, test=test, top1=top1,
         footprint=sharing.footprint(model, k_used), retrain_epochs=0, seconds=seconds, hp={"eval_batch_size": bs},
-        seed=seed, out_ckpt=out_ckpt, out_metrics=out_metrics,
+        seed=seed, out_ckpt=out_ckpt, out_metrics=out_metrics, sel=sel,
         details={"budget": budget, "float_val_top1": base_val, "val_top1": val_top1, "val_images": len(val),
                  "validation_seen_in_training": seen, "clusters": sorted(set(clusters)),
                  "layer_clusters": {n: c.k_used for n, c in choice.items()}, "sweep": sweep,

@@ -8,7 +8,6 @@ from pathlib import Path
 from wp.data import augment_for
 from wp.methods import layers as layer_choice
 from wp.methods import ternary
-from wp.selection import splits
 from wp.stages import compare_common
 from wp.train import evaluate, fit, seed_everything
 
@@ -17,7 +16,7 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, hp: dict, ou
         out_metrics: str | Path, *, activations: bool = False, seed: int = 0, device: str = "auto",
         stop_after_epoch: int | None = None) -> dict:
     s = compare_common.start(data_path, ckpt_path, network, device)
-    train, val, test = splits(s.ds, hp, seed, s.device)
+    sel, train, val, test = compare_common.splits(s, hp, seed, "ternary")
     seed_everything(seed)
     model = s.model
     compare_common.float_top1(s, test, hp["eval_batch_size"])
@@ -38,6 +37,6 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, hp: dict, ou
     return compare_common.finish(
         s, model, method="ternary", setting="weights_acts" if activations else "weights", network=network, test=test,
         top1=top1, footprint=ternary.footprint(model, layers), retrain_epochs=hp["epochs"], seconds=seconds, hp=hp,
-        seed=seed, out_ckpt=out_ckpt, out_metrics=out_metrics,
+        seed=seed, out_ckpt=out_ckpt, out_metrics=out_metrics, sel=sel,
         details={"direct_top1": direct, "ternary_activations": activations, "ternary_layers": layers,
                  "alpha": alphas, "zero_fraction": zeros, "history": result["history"]})

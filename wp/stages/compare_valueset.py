@@ -9,7 +9,6 @@ from wp import WPError
 from wp.data import augment_for
 from wp.methods import layers as layer_choice
 from wp.methods import valueset
-from wp.selection import splits
 from wp.stages import compare_common
 from wp.train import evaluate, fit, seed_everything, steps_per_epoch
 
@@ -22,7 +21,7 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, hp: dict, va
     if sharpness < 0:
         raise WPError(f"value-set warm-start sharpness {sharpness} is negative: use 0 (the original's uniform start) or more")
     s = compare_common.start(data_path, ckpt_path, network, device)
-    train, val, test = splits(s.ds, hp, seed, s.device)
+    sel, train, val, test = compare_common.splits(s, hp, seed, "valueset")
     seed_everything(seed)
     model = s.model
     compare_common.float_top1(s, test, hp["eval_batch_size"])
@@ -53,7 +52,7 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, hp: dict, va
     return compare_common.finish(
         s, model, method="valueset", setting=value_set, network=network, test=test, top1=top1,
         footprint=valueset.footprint(model, layers, len(vals)), retrain_epochs=hp["epochs"], seconds=seconds, hp=hp,
-        seed=seed, out_ckpt=out_ckpt, out_metrics=out_metrics,
+        seed=seed, out_ckpt=out_ckpt, out_metrics=out_metrics, sel=sel,
         details={"direct_top1": direct, "value_set": vals.tolist(), "searched_layers": layers, "scale": scales,
                  "weights_changed": changed, "weights_searched": searched, "final_temperature": temperature,
                  "temperature": {"start": t0, "decay": decay, "min": t_min}, "sharpness": sharpness, "history": result["history"]})

@@ -15,7 +15,7 @@ from wp import WPError, checkpoint, data, export, lutnet, provenance
 from wp.checkpoint import check_dataset
 from wp.io import sha256
 from wp.lutnet import act_ranges, check_trained_bits, load_pooled
-from wp.selection import splits
+from wp import selection
 from wp.sweeps import lut_label
 from wp.train import resolve_device, seed_everything
 
@@ -34,7 +34,7 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
     ckpt, model = load_pooled(ckpt_path, network, dev)
     check_dataset(ckpt, ds.name, ckpt_path)
     trained_bits = check_trained_bits(ckpt, act_bits, ckpt_path)
-    train, _, _ = splits(ds, {**hp, "selection": "final"}, seed, dev)
+    train = selection.images(ds.train, selection.recorded(ckpt, ckpt_path).training_pool(), dev)  # wp_train's, as quant_eval
     seed_everything(seed)
     ranges = act_ranges(ckpt, model, train, calibration_images, seed, bits=act_bits, method=act_range)
     lutnet.convert(model, ckpt["pool"], ckpt["indices"], ranges, act_bits, lut_bits, lut_mode=lut_mode, signed_mode=signed_mode,

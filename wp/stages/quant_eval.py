@@ -4,9 +4,10 @@ Evaluates a weight-pool checkpoint (``wp{K}.pt``, or one retrained with quantize
 ``act_train``) with every pooled layer's input quantized to ``act_bits`` and the layer run bit-serially
 from the lookup table quantized to ``lut_bits`` (``None``: no table, the quantized activations times
 the float pool weights). Activation ranges come from the checkpoint when it was retrained with them,
-otherwise they are calibrated for ``act_bits`` on training images (never the test set). The test images are the ones
-``wp_train`` scored (same ``test_subset`` and seed), so the numbers sit beside Table 4's; with ``test_images``
-(``sweeps.test_images``) a seeded class-balanced subset of them, the same for every sweep point.
+otherwise they are calibrated for ``act_bits`` on training images (never the test set). The images are the
+ones the checkpoint records (:func:`wp.selection.recorded`): wp_train's test images, so the numbers sit beside
+Table 4's (``scored_on`` in both metrics says so); with ``test_images`` (``sweeps.test_images``) a seeded
+class-balanced subset of them, the same for every sweep point; calibration samples wp_train's training images.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from wp import WPError, checkpoint, data, lutnet, provenance, quant
 from wp.checkpoint import check_dataset
 from wp.io import write_json
 from wp.lutnet import act_ranges, check_trained_bits, load_pooled
-from wp.selection import splits, sweep_test_set
+from wp import selection
+from wp.selection import sweep_test_set
 from wp.train import evaluate, resolve_device, seed_everything
 
 
@@ -35,7 +37,8 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
     ckpt, model = load_pooled(ckpt_path, network, dev)
     check_dataset(ckpt, ds.name, ckpt_path)
     trained_bits = check_trained_bits(ckpt, act_bits, ckpt_path)
-    train, _, test = splits(ds, {**hp, "selection": "final"}, seed, dev)
+    sel = selection.recorded(ckpt, ckpt_path)
+    train, test = selection.images(ds.train, sel.training_pool(), dev), selection.images(ds.test, sel.test, dev)
     test = sweep_test_set(test, test_images, seed)
     seed_everything(seed)
     with quant.disabled(model):  # a retrained checkpoint's quantizers are attached: the float network without them
@@ -53,9 +56,9 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
           f"{len(test) / seconds:.0f} img/s", flush=True)
     metrics = {"stage": "quant_eval", "dataset": ds.name, "network": network, "k": int(ckpt["k"]), "pool_scale": scale,
                "act_bits": act_bits, "lut_bits": lut_bits, "lut_mode": lut_mode, "signed_mode": signed_mode,
-               "retrained": trained_bits is not None, "selection": hp["selection"],
+               "retrained": trained_bits is not None, "selection": sel.settings["selection"],
                **checkpoint.pooled_summary(ckpt["state_dict"], ckpt["pooled_layers"]), "test_top1": top1, "float_top1": float_top1,
-               "test_images": len(test), "seconds": seconds, "images_per_s": len(test) / seconds,
+               "test_images": len(test), selection.SCORED_ON: selection.digest(test), "seconds": seconds, "images_per_s": len(test) / seconds,
                "act_ranges": {n: [a, s] for n, (a, s) in ranges.items()},
                "calibration": "checkpoint" if trained_bits is not None else f"{act_range} over {min(calibration_images, len(train))} training images",
                "provenance": provenance.collect(dev, seed, {"stage": "quant_eval", "dataset": ds.name, "network": network,

@@ -3,7 +3,8 @@
 Writes the projected model (pooled checkpoint: weights are pool vectors, plus pool, indices and the
 latent weights retraining ended with; with a pool scale, :mod:`wp.pool`, the weights are the scaled
 pool vectors and the checkpoint holds ``scales``) and metrics: test top-1 after retraining and the
-"direct replacement" accuracy before it, and the ``pool_scale`` of the pool file.
+"direct replacement" accuracy before it (both on the images ``scored_on`` names), and the ``pool_scale`` of the
+pool file. The checkpoint records the images wp_train chose (``selection``, :mod:`wp.selection`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from wp import checkpoint, data, pool, provenance
 from wp.checkpoint import check_dataset
 from wp.data import augment_for
 from wp.io import sha256, write_json
-from wp.selection import splits
+from wp import selection
 from wp.stages import cluster
 from wp.train import evaluate, fit, resolve_device, seed_everything
 
@@ -29,7 +30,8 @@ def run(data_path: str | Path, ckpt_path: str | Path, pool_path: str | Path, net
     check_dataset(ckpt, ds.name, ckpt_path)
     pl = cluster.read(pool_path, network=network)
     centers, layers, k, scale = pl["centers"], pl["layers"], int(pl["k"]), pl["pool_scale"]
-    train, val, test = splits(ds, hp, seed, dev)
+    sel = selection.select(ds, hp, seed, "wp_train")
+    train, val, test = selection.tensors(ds, sel, dev)
     seed_everything(seed)
     model = checkpoint.build(ckpt, dev)
     before = pool.indices(model, centers, layers)
@@ -52,13 +54,13 @@ def run(data_path: str | Path, ckpt_path: str | Path, pool_path: str | Path, net
     print(f"wp{k} {network}: test top-1 {top1:.2f}% (direct {direct:.2f}%), {changed}/{n_vectors} assignments changed, "
           f"{used}/{k} pool vectors used", flush=True)
     metrics = {"stage": "wp_train", "dataset": ds.name, "network": network, "k": k, "pool_scale": scale, "test_top1": top1,
-               "direct_top1": direct, "test_images": len(test), "train_images": len(train), "epochs": hp["epochs"],
+               "direct_top1": direct, "test_images": len(test), selection.SCORED_ON: selection.digest(test), "train_images": len(train), "epochs": hp["epochs"],
                "kept_epoch": result["kept_epoch"], "seconds": result["seconds"], "hparams": hp,
                "pooled_layers": layers, "pooled_vectors": n_vectors,
                **checkpoint.pooled_summary(model.state_dict(), layers), "assignments_changed": changed,
                "pool_vectors_used": used, "history": result["history"], "provenance": provenance.collect(dev, seed, {"stage": "wp_train", "dataset": ds.name, "network": network, "k": k, "hparams": hp, "pool": pl["checkpoint_sha256"], "pool_scale": scale})}
     checkpoint.save(out_ckpt, model, network=network, dataset=ds.name, model_args=ckpt["model_args"], kind="pooled",
                     pool=centers.clone(), pooled_layers=layers, indices=after, k=k, latent=latent,
-                    **checkpoint.scale_entries(scale, scales))
+                    selection=selection.record(sel), **checkpoint.scale_entries(scale, scales))
     write_json(out_metrics, metrics)
     return metrics
