@@ -22,7 +22,8 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import parametrize
 
-from wp.compression import Footprint, Part, footprint as storage, weight_layers
+from wp.compression import Footprint, Part, weight_layers
+from wp.compression import footprint as storage
 
 DELTA_FACTOR = 0.7
 ACT_THRESHOLD = 0.5
