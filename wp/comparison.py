@@ -14,8 +14,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from wp import WPError, checkpoint, compression, models  # noqa: E402
 from wp.plots import _save  # noqa: E402

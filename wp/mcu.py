@@ -181,16 +181,8 @@ class Emulator:
     one code image: use one emulator at a time per process (the latest one created counts correctly)."""
 
     def __init__(self, elf: str | Path):
-        from unicorn import (
-            UC_ARCH_ARM,
-            UC_HOOK_BLOCK,
-            UC_HOOK_CODE,
-            UC_HOOK_MEM_READ,
-            UC_MODE_MCLASS,
-            UC_MODE_THUMB,
-            Uc,
-            arm_const,
-        )
+        from unicorn import UC_ARCH_ARM, UC_HOOK_BLOCK, UC_HOOK_CODE, UC_HOOK_MEM_READ, UC_MODE_MCLASS, UC_MODE_THUMB, Uc
+        from unicorn import arm_const
         from unicorn.unicorn_py3.arch.types import uc_hook_h
         from unicorn.unicorn_py3.unicorn import uclib
 

@@ -80,11 +80,7 @@ def _missing_error(data_dir: Path, missing: list[str], url: str, why: str) -> WP
 
 def _fetch(data_dir: Path, opts: dict, md5s: dict[str, str]) -> None:
     """Extract the archive into ``data_dir``, downloading it first if needed and allowed."""
-    from torchvision.datasets.utils import (
-        check_integrity,
-        download_url,
-        extract_archive,
-    )
+    from torchvision.datasets.utils import check_integrity, download_url, extract_archive
 
     archive = data_dir / ARCHIVE
     archive_md5 = md5s[ARCHIVE] if opts["verify"] else None

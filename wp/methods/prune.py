@@ -25,8 +25,7 @@ import torch
 import torch.nn as nn
 
 from wp import WPError
-from wp.compression import Footprint, Part, weight_layers
-from wp.compression import footprint as storage
+from wp.compression import Footprint, Part, footprint as storage, weight_layers
 
 
 def check_sparsity(sparsity: float) -> float:

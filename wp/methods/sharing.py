@@ -31,8 +31,7 @@ import torch
 import torch.nn as nn
 
 from wp import WPError
-from wp.compression import Footprint, Part, index_bits, weight_layers
-from wp.compression import footprint as storage
+from wp.compression import Footprint, Part, footprint as storage, index_bits, weight_layers
 
 
 def check_budget(budget: float) -> float:

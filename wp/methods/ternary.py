@@ -22,8 +22,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import parametrize
 
-from wp.compression import Footprint, Part, weight_layers
-from wp.compression import footprint as storage
+from wp.compression import Footprint, Part, footprint as storage, weight_layers
 
 DELTA_FACTOR = 0.7
 ACT_THRESHOLD = 0.5

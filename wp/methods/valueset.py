@@ -31,8 +31,7 @@ import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
 from wp import WPError
-from wp.compression import Footprint, Part, index_bits, weight_layers
-from wp.compression import footprint as storage
+from wp.compression import Footprint, Part, footprint as storage, index_bits, weight_layers
 
 VALUE_SETS: dict[str, tuple[float, ...]] = {
     "pm1": (-1.0, 1.0),
