@@ -15,6 +15,24 @@ sys.path.insert(0, str(REPO))
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+def stage_kw(stage: str, **given) -> dict:
+    """The keyword settings a stage's ``run`` requires, as the workflow passes them by default (each the
+    schema's default, wp.settings), updated with ``given``."""
+    from wp.settings import default
+
+    deployed = {"lut_mode": default("sweeps.lut_mode"), "signed_mode": default("sweeps.signed_mode"),
+                "calibration_images": default("sweeps.calibration_images"), "act_range": default("sweeps.act_range")}
+    own = {
+        "quant_eval": {**deployed, "test_images": default("sweeps.test_images")},
+        "export": deployed,
+        "act_train": {"ste": default("sweeps.table6.ste"), "start": default("sweeps.table6.start"),
+                      "calibration_images": default("sweeps.calibration_images"), "act_range": default("sweeps.act_range")},
+        "cluster": {"backend": default("kmeans.backend"), "init": default("kmeans.init"), "max_iter": default("kmeans.max_iter"),
+                    "tol": default("kmeans.tol"), "pool_fc": default("pool_fc"), "scale": default("pool_scale")},
+    }.get(stage, {})
+    return {**own, "seed": default("seed"), "device": default("device"), **given}
+
+
 def copy_workflow(work: Path) -> Path:
     """A runnable copy of the workflow (``wp/`` and ``workflow/``) in ``work``, so that a test's
     results never land in the repository."""
@@ -93,7 +111,7 @@ def pooled_tinyconv(digits_h5, trained_tinyconv, tmp_path_factory):
     def make(k: int) -> Path:
         if k not in made:
             d = tmp_path_factory.mktemp(f"wp{k}")
-            cluster.run(trained_tinyconv, "tinyconv", k, d / f"pool{k}.h5", seed=0, device="cpu")
+            cluster.run(trained_tinyconv, "tinyconv", k, d / f"pool{k}.h5", **stage_kw("cluster", seed=0, device="cpu"))
             wp_train.run(digits_h5, trained_tinyconv, d / f"pool{k}.h5", "tinyconv", hparams(POOLED_HP), d / f"wp{k}.pt",
                          d / f"wp{k}.json", seed=0, device="cpu")
             made[k] = d

@@ -10,16 +10,11 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, copy_workflow, snakemake
-from wp import codedeps
+from wp import cli, codedeps, compare
 
-# every stage command a rule runs (wp/stages/<command>.py), and the comparison methods
-COMMANDS = sorted(p.stem for p in (REPO / "wp" / "stages").glob("*.py")
-                  if p.stem not in ("__init__", "common") and not p.stem.startswith("compare_"))
-COMMANDS += ["compare_table"]
-# stages whose commands are named otherwise: stage module -> the commands that run it
-STAGE_COMMANDS = {"mcu": ["mcu_table7", "mcu_figure7", "mcu_figure8"]}
-COMMANDS = [c for stage in COMMANDS for c in STAGE_COMMANDS.get(stage, [stage])]
-METHODS = ("prune", "ternary", "valueset", "sharing")
+# every command (one module each, wp/stages/<command>.py, in wp.cli's table), and the comparison methods
+COMMANDS = [name for name, *_ in cli.COMMANDS]
+METHODS = compare.names()
 
 # In one fresh interpreter, for each stage module in turn: forget every wp module, import wp.cli (what
 # `python -m wp` runs first) and the stage module, and list the wp source files Python actually
@@ -41,8 +36,7 @@ CASES = [c for c in COMMANDS if c != "compare"] + [f"compare:{m}" for m in METHO
 
 def stage_of(case: str) -> str:
     cmd, _, method = case.partition(":")
-    cmd = next((stage for stage, cmds in STAGE_COMMANDS.items() if cmd in cmds), cmd)
-    return f"wp.stages.compare_{method}" if method else f"wp.stages.{cmd}"
+    return dict(compare.METHODS)[method] if method else dict((n, m) for n, m, *_ in cli.COMMANDS)[cmd]
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +53,7 @@ def test_closure_holds_every_module_python_loads(case, loaded):
     closure = set(codedeps.closure(cmd, method or None))
     missing = loaded[stage_of(case)] - closure
     assert not missing, f"{case}: {sorted(missing)} are imported but not code inputs"
-    assert f"wp/stages/{stage_of(case).rpartition('.')[2]}.py" in closure and "wp/cli.py" in closure
+    assert f"{stage_of(case).replace('.', '/')}.py" in closure and "wp/cli.py" in closure
 
 
 def test_closure_follows_lazy_imports_and_the_issues_examples():
@@ -67,8 +61,10 @@ def test_closure_follows_lazy_imports_and_the_issues_examples():
     assert {"wp/lut.py", "wp/quant.py", "wp/compression.py"} <= set(codedeps.closure("table3"))
     # pretrain reads the dataset through wp.data: every dataset module registers itself on import
     assert {f"wp/data/{p.name}" for p in (REPO / "wp" / "data").glob("*.py")} <= set(codedeps.closure("pretrain"))
-    assert "wp/kmeans.py" in codedeps.closure("cluster") and "wp/kmeans.py" in codedeps.closure("wp_train")
-    assert "wp/sweeps.py" in codedeps.closure("quant_eval")  # imported in cli's quant_eval branch only
+    # wp_train reads the pool file through wp.poolfile, not the cluster stage: k-means is no code of its
+    assert "wp/kmeans.py" in codedeps.closure("cluster") and "wp/kmeans.py" not in codedeps.closure("wp_train")
+    assert "wp/poolfile.py" in codedeps.closure("wp_train")
+    assert "wp/sweeps.py" in codedeps.closure("quant_eval")  # imported by the quant_eval stage only
     # the C sources wp.mcu compiles (its CODE_DATA) are code inputs of the mcu commands, not of the others
     runtime = {f"wp/runtime_c/{p.name}" for p in (REPO / "wp" / "runtime_c").iterdir() if p.is_file()}
     assert runtime and runtime <= set(codedeps.closure("mcu_figure7"))
@@ -78,11 +74,14 @@ def test_closure_follows_lazy_imports_and_the_issues_examples():
 def test_other_commands_and_methods_are_left_out():
     prepare = set(codedeps.closure("prepare"))
     assert "wp/stages/prepare.py" in prepare and "wp/data/digits.py" in prepare
-    # prepare returns before the user's networks load, never parses --hparams, imports no other stage
+    # prepare loads no network of the user's, never parses --hparams, imports no other stage
     assert not {"wp/train.py", "wp/models/__init__.py", "wp/stages/pretrain.py", "wp/sweeps.py"} & prepare
     assert "wp/sweeps.py" not in codedeps.closure("table4")
     prune = set(codedeps.closure("compare", "prune"))
-    assert "wp/methods/prune.py" in prune and not {"wp/methods/sharing.py", "wp/stages/compare_sharing.py"} & prune
+    assert "wp/methods/prune.py" in prune and not {"wp/methods/sharing.py", "wp/compare/sharing.py"} & prune
+    # a command's closure holds its own stage module, never another's
+    assert {p for p in prune if p.startswith("wp/stages/")} == {"wp/stages/__init__.py", "wp/stages/compare.py"}
+    assert set(codedeps.closure("wp-train")) == set(codedeps.closure("wp_train"))  # aliases alike
     assert "wp/methods/sharing.py" in codedeps.closure("compare", "sharing")
 
 
@@ -91,8 +90,8 @@ def test_relative_imports_and_from_package_import_submodule(tmp_path, monkeypatc
     (pkg / "sub").mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
     (pkg / "__main__.py").write_text("from wp.cli import main\n")
-    (pkg / "cli.py").write_text("def main():\n    cmd = 'x'\n    if cmd == 'a':\n        from wp import sub\n"
-                                "        return\n    if cmd == 'b':\n        from wp.sub import b\n")
+    (pkg / "cli.py").write_text("import importlib\nCOMMANDS = (('a', 'wp.sub', (), ''), ('b-x', 'wp.sub.b', ('b',), ''))\n"
+                                "def main(name):\n    importlib.import_module(dict((c[0], c[1]) for c in COMMANDS)[name])\n")
     (pkg / "sub" / "__init__.py").write_text("from . import helper\n")
     (pkg / "sub" / "helper.py").write_text("def f():\n    from .deep import g\n")
     (pkg / "sub" / "deep.py").write_text("")

@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from conftest import REPO, copy_workflow, planned, pooled_model, snakemake
+from conftest import REPO, copy_workflow, planned, pooled_model, snakemake, stage_kw
 
-from wp import WPError, c_header, checkpoint, data, export, export_load, lut, lutnet, pool, selection
+from wp import WPError, c_header, checkpoint, data, export, export_load, lut, lutnet, pool, selection, tables
 from wp.selection import splits
-from wp.stages import act_train, quant_eval, table3
+from wp.stages import act_train, quant_eval
 from wp.stages import export as export_stage
 from wp.train import as_float, hparams
 
@@ -57,7 +57,7 @@ def recorded_images(ds):
 def run_export(digits_h5, ckpt, network, out_dir, act_bits=8, lut_bits=8, **kw):
     stem = out_dir / f"{network}_a{act_bits}_lut{lut_bits}"
     m = export_stage.run(digits_h5, ckpt, network, act_bits, lut_bits, HP, f"{stem}.npz", f"{stem}.json", f"{stem}.h",
-                         seed=0, device="cpu", **kw)
+                         **stage_kw("export", seed=0, device="cpu", **kw))
     return m, stem
 
 
@@ -88,7 +88,7 @@ def test_tinyconv_artifact_rebuilds_the_lut_network(digits_h5, tiny_wp, tmp_path
     assert torch.equal(got, ref)
     assert sum(isinstance(mod, lutnet.LUTLayer) for mod in export_load.load(f"{stem}.npz", f"{stem}.json").modules()) == 2
     # the ranges are quant_eval's (same seeded calibration sample) and the network is really accurate
-    q = quant_eval.run(digits_h5, tiny_wp, "tinyconv", 8, 8, HP, tmp_path / "q.json", seed=0, device="cpu")
+    q = quant_eval.run(digits_h5, tiny_wp, "tinyconv", 8, 8, HP, tmp_path / "q.json", **stage_kw("quant_eval", seed=0, device="cpu"))
     layers = {e["name"]: e for e in m["layers"]}
     assert {n: [layers[n]["act_range"], layers[n]["act_signed"]] for n in layers} == q["act_ranges"]
     labels = torch.from_numpy(data.read(digits_h5).test.labels[:128]).long()
@@ -116,7 +116,7 @@ def test_tinyconv_artifact_rebuilds_the_lut_network(digits_h5, tiny_wp, tmp_path
 def test_storage_is_table3s_calculator(digits_h5, tiny_wp, tmp_path):
     m, stem = run_export(digits_h5, tiny_wp, "tinyconv", tmp_path)
     st = m["storage"]
-    row = table3.row(tiny_wp, lut_bits=8)
+    row = tables.table3_row(tiny_wp, lut_bits=8)
     assert st["table3"]["bytes_int8"] == row["total_bytes_int8"]
     assert st["table3"]["index_bytes_packed"] == st["index_bytes_packed"] == row["index_bytes_packed"]
     assert st["table3"]["lut_bytes"] == row["lut_bytes"] == 256 * 32
@@ -138,7 +138,7 @@ def test_resnet_and_mobilenet_artifacts_rebuild_the_lut_network(network, digits_
         ref = lutnet_from_checkpoint(digits_h5, ckpt, network, 6, 8, calibration_images=64)(x)
         got = export_load.load(f"{stem}.npz", f"{stem}.json")(x)
     assert torch.equal(got, ref)
-    row = table3.row(ckpt, lut_bits=8)  # Table 3 counts the tables the artifact stores
+    row = tables.table3_row(ckpt, lut_bits=8)  # Table 3 counts the tables the artifact stores
     assert row["lut_tables"] == m["storage"]["tables"] == len(m["luts"])
     assert row["ratio_int8_deployed"] == round(m["storage"]["ratio_int8"], 2) <= row["ratio_int8"]
     signed = {e["act_signed"] for e in m["layers"]}
@@ -148,7 +148,7 @@ def test_resnet_and_mobilenet_artifacts_rebuild_the_lut_network(network, digits_
 
 
 def test_retrained_checkpoint_exports_its_own_ranges(digits_h5, tiny_wp, tmp_path):
-    r4 = act_train.run(digits_h5, tiny_wp, "tinyconv", 4, HP, tmp_path / "r4.pt", tmp_path / "r4.json", seed=0, device="cpu")
+    r4 = act_train.run(digits_h5, tiny_wp, "tinyconv", 4, HP, tmp_path / "r4.pt", tmp_path / "r4.json", **stage_kw("act_train", seed=0, device="cpu"))
     m, stem = run_export(digits_h5, tmp_path / "r4.pt", "tinyconv", tmp_path, act_bits=4, lut_bits=6, act_range="max")
     sd = checkpoint.load(tmp_path / "r4.pt")["state_dict"]
     assert m["calibration"] == "checkpoint" and m["retrained"]
@@ -311,7 +311,7 @@ def test_bad_input_is_refused_and_outputs_stay(digits_h5, trained_tinyconv, tiny
         args = {"ckpt": tiny_wp, "network": "tinyconv", "act_bits": 8, "lut_bits": 8, **kw}
         with pytest.raises(WPError, match=match):
             export_stage.run(digits_h5, args["ckpt"], args["network"], args["act_bits"], args["lut_bits"], HP,
-                             f"{stem}.npz", f"{stem}.json", f"{stem}.h", device="cpu")
+                             f"{stem}.npz", f"{stem}.json", f"{stem}.h", **stage_kw("export", device="cpu"))
 
     def boom(*a, **k):
         raise OSError("disk full")
@@ -446,7 +446,7 @@ def test_pool_scales_travel_exactly_into_the_artifact_and_table3(mode, bn_free, 
     for e in m["layers"]:
         assert np.array_equal(arrays[e["pool_scale"]], ck["scales"][e["name"]].numpy()) and e["bias"] is not None
         assert e["pool_scales"] == (1 if mode == "layer" else e["out_channels"])
-    row = table3.row(ckpt, lut_bits=8)
+    row = tables.table3_row(ckpt, lut_bits=8)
     n_scales = sum(e["pool_scales"] for e in m["layers"])
     assert row["pool_scale"] == mode and row["scale_bytes"] == 4 * n_scales == m["storage"]["scale_bytes"]
     assert m["storage"]["table3"]["bytes_int8"] == row["total_bytes_int8"]

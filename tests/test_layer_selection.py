@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import yaml
 
-from conftest import REPO, copy_workflow
+from conftest import REPO, copy_workflow, stage_kw
 
 from wp import WPError, config as wpconfig, models, pool, recipes
 
@@ -120,6 +120,7 @@ def test_selection_reaches_the_cluster_job_as_a_param(tmp_path):
 
 def test_cluster_pools_exactly_the_selection(tmp_path):
     from wp import checkpoint
+    from wp import poolfile
     from wp.stages import cluster
 
     torch.manual_seed(0)
@@ -128,9 +129,9 @@ def test_cluster_pools_exactly_the_selection(tmp_path):
     checkpoint.save(ckpt, model, network="resnet_10", dataset="digits",
                     model_args={"in_channels": 1, "num_classes": 10, "image_size": 8})
     out = tmp_path / "pool8.h5"
-    res = cluster.run(ckpt, "resnet_10", 8, out, selection={"exclude": ["*downsample*"], "pool_fc": True}, device="cpu",
-                      max_iter=5)
-    read = cluster.read(out)
+    res = cluster.run(ckpt, "resnet_10", 8, out, selection={"exclude": ["*downsample*"], "pool_fc": True},
+                      **stage_kw("cluster", device="cpu", max_iter=5))
+    read = poolfile.read(out)
     assert read["layers"] == [n for n in pool.pooled_layers(model, pool_fc=True) if "downsample" not in n]
     assert res["vectors"] == 82944 + 160  # 3x3 block convs + fc 128 -> 10: 1,280 weights
     assert json.loads(read["selection"]) == {"exclude": ["*downsample*"], "pool_fc": True}

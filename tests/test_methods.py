@@ -352,7 +352,7 @@ def test_same_seed_same_numbers(digits_h5, trained_tinyconv, tmp_path):
 def test_bad_settings_are_one_line_errors(digits_h5, trained_tinyconv, tmp_path, method, setting, match):
     with pytest.raises(WPError, match=match) as err:
         compare.run(method, setting, digits_h5, trained_tinyconv, "tinyconv", hparams(HP), {}, tmp_path / "x.pt",
-                    tmp_path / "x.json", pretrain_metrics=trained_tinyconv.parent / "pretrained.json", device="cpu")
+                    tmp_path / "x.json", pretrain_metrics=trained_tinyconv.parent / "pretrained.json", seed=0, device="cpu")
     assert "\n" not in str(err.value) and not (tmp_path / "x.json").exists()
 
 

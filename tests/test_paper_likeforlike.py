@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import REPO, stage_kw
 
 from wp import WPError, checkpoint, config as wpconfig, models, paper, pool, tables
 from wp.stages import act_train, table3, table8
@@ -56,7 +56,7 @@ def test_paper_tinyconv_row_is_a_3_channel_10_class_tinyconv():
 
 
 def test_table3_carries_the_paper_accounting_and_notes(pooled_tinyconv, tmp_path):
-    df = table3.run([pooled_tinyconv(16) / "wp16.pt"], tmp_path / "t3.csv", tmp_path / "t3.md")
+    df = table3.run([pooled_tinyconv(16) / "wp16.pt"], tmp_path / "t3.csv", tmp_path / "t3.md", lut_bits=8)
     row = df.iloc[0]
     cols = list(df.columns)
     assert cols.index("pm_ratio") + 1 == cols.index("paper_ratio") and cols.index("pm_params") + 1 == cols.index("paper_params")
@@ -150,9 +150,9 @@ def test_wp_train_keeps_latent_weights_that_project_to_the_checkpoint(pooled_tin
 
 def test_act_train_starts_from_the_latent_weights_by_default(digits_h5, pooled_tinyconv, tmp_path):
     src = pooled_tinyconv(16) / "wp16.pt"
-    latent = act_train.run(digits_h5, src, "tinyconv", 4, HP, tmp_path / "l.pt", tmp_path / "l.json", device="cpu")
-    projected = act_train.run(digits_h5, src, "tinyconv", 4, HP, tmp_path / "p.pt", tmp_path / "p.json", device="cpu",
-                              start="projected")
+    latent = act_train.run(digits_h5, src, "tinyconv", 4, HP, tmp_path / "l.pt", tmp_path / "l.json", **stage_kw("act_train", device="cpu"))
+    projected = act_train.run(digits_h5, src, "tinyconv", 4, HP, tmp_path / "p.pt", tmp_path / "p.json",
+                              **stage_kw("act_train", device="cpu", start="projected"))
     assert latent["start"] == "latent" and projected["start"] == "projected"
     assert latent["before_top1"] == projected["before_top1"]  # the same network before retraining
     a, b = checkpoint.load(tmp_path / "l.pt"), checkpoint.load(tmp_path / "p.pt")
@@ -161,7 +161,7 @@ def test_act_train_starts_from_the_latent_weights_by_default(digits_h5, pooled_t
     del old["latent"]
     torch.save(old, tmp_path / "old.pt")
     with pytest.raises(WPError, match=r"holds no latent weights .*rerun wp_train \(snakemake --forcerun wp_train\)"):
-        act_train.run(digits_h5, tmp_path / "old.pt", "tinyconv", 4, HP, tmp_path / "o.pt", tmp_path / "o.json", device="cpu")
+        act_train.run(digits_h5, tmp_path / "old.pt", "tinyconv", 4, HP, tmp_path / "o.pt", tmp_path / "o.json", **stage_kw("act_train", device="cpu"))
     assert not (tmp_path / "o.pt").exists()
     with pytest.raises(WPError, match="unknown act_train start"):
-        act_train.run(digits_h5, src, "tinyconv", 4, HP, tmp_path / "x.pt", tmp_path / "x.json", device="cpu", start="pool")
+        act_train.run(digits_h5, src, "tinyconv", 4, HP, tmp_path / "x.pt", tmp_path / "x.json", **stage_kw("act_train", device="cpu", start="pool"))

@@ -5,11 +5,11 @@ keeps the float network's accuracy where the paper's pool without scale loses it
 import pytest
 import torch
 
-from wp import WPError, checkpoint, models, pool
+from wp import WPError, checkpoint, models, pool, poolfile
 from wp.stages import act_train, cluster, pretrain, quant_eval, wp_train
 from wp.train import hparams
 
-from conftest import REPO
+from conftest import REPO, stage_kw
 
 PRETRAIN = {"epochs": 15, "batch_size": 32, "lr": 0.05, "schedule": "onecycle", "warmup_epochs": 0.5, "nesterov": True}
 RETRAIN = {"epochs": 5, "batch_size": 32, "lr": 0.02, "schedule": "cosine"}
@@ -26,7 +26,7 @@ def mlp3(digits_h5, tmp_path_factory):
     d = tmp_path_factory.mktemp("mlp3")
     out = {"dir": d, "float": pretrain.run(digits_h5, "mlp3", hparams(PRETRAIN), d / "pre.pt", d / "pre.json", seed=0, device="cpu")}
     for mode in ("none", "channel", "channel_learned"):
-        cluster.run(d / "pre.pt", "mlp3", 64, d / f"pool_{mode}.h5", seed=0, pool_fc=True, scale=mode, device="cpu")
+        cluster.run(d / "pre.pt", "mlp3", 64, d / f"pool_{mode}.h5", **stage_kw("cluster", seed=0, pool_fc=True, scale=mode, device="cpu"))
         out[mode] = wp_train.run(digits_h5, d / "pre.pt", d / f"pool_{mode}.h5", "mlp3", hparams(RETRAIN),
                                  d / f"wp_{mode}.pt", d / f"wp_{mode}.json", seed=0, device="cpu")
     yield out
@@ -44,21 +44,21 @@ def test_a_bn_free_network_keeps_its_accuracy_with_a_scaled_pool(mlp3):
 
 def test_the_option_is_recorded_in_pool_file_checkpoint_and_metrics(mlp3, digits_h5, tmp_path):
     d = mlp3["dir"]
-    assert cluster.read(d / "pool_channel.h5")["pool_scale"] == "channel"
-    assert cluster.read(d / "pool_none.h5")["pool_scale"] == "none"
+    assert poolfile.read(d / "pool_channel.h5")["pool_scale"] == "channel"
+    assert poolfile.read(d / "pool_none.h5")["pool_scale"] == "none"
     assert mlp3["channel"]["pool_scale"] == "channel" and mlp3["none"]["pool_scale"] == "none"
     ck = checkpoint.load(d / "wp_channel.pt", kind="pooled")
     assert ck["pool_scale"] == "channel" and [s.numel() for s in ck["scales"].values()] == [256, 128, 10]
     assert "pool_scale" not in checkpoint.load(d / "wp_none.pt")  # the paper's checkpoints stay as they were
     # the deployed network (LUT, 8-bit activations and table) runs with the scales and stays accurate
     q = quant_eval.run(digits_h5, d / "wp_channel.pt", "mlp3", 8, 8, hparams(RETRAIN), tmp_path / "q.json",
-                       calibration_images=256, seed=0, device="cpu")
+                       **stage_kw("quant_eval", calibration_images=256, seed=0, device="cpu"))
     assert q["pool_scale"] == "channel" and q["test_top1"] > mlp3["channel"]["test_top1"] - 2
 
 
 def test_an_unknown_pool_scale_is_one_clear_line(mlp3, tmp_path):
     with pytest.raises(WPError, match="unknown pool scale 'per_vector': use one of none, layer, channel"):
-        cluster.run(mlp3["dir"] / "pre.pt", "mlp3", 64, tmp_path / "p.h5", scale="per_vector", device="cpu")
+        cluster.run(mlp3["dir"] / "pre.pt", "mlp3", 64, tmp_path / "p.h5", **stage_kw("cluster", scale="per_vector", device="cpu"))
     assert not (tmp_path / "p.h5").exists()
 
 
@@ -108,11 +108,11 @@ def test_a_learned_scale_starts_from_given_scales_and_keeps_the_bn_free_accuracy
     assert ck["pool_scale"] == "channel_learned" and [s.numel() for s in ck["scales"].values()] == [256, 128, 10]
     # deployed (LUT, 8-bit activations and table) with the learned scales folded into the requantization
     q = quant_eval.run(digits_h5, mlp3["dir"] / "wp_channel_learned.pt", "mlp3", 8, 8, hparams(RETRAIN), tmp_path / "q.json",
-                       calibration_images=256, seed=0, device="cpu")
+                       **stage_kw("quant_eval", calibration_images=256, seed=0, device="cpu"))
     assert q["pool_scale"] == "channel_learned" and q["test_top1"] > learned["test_top1"] - 2
     # activation retraining starts from the checkpoint's learned scales (at lr 0 it keeps them exactly)
     a = act_train.run(digits_h5, mlp3["dir"] / "wp_channel_learned.pt", "mlp3", 8, hparams({**RETRAIN, "epochs": 1, "lr": 0.0}),
-                      tmp_path / "a.pt", tmp_path / "a.json", calibration_images=256, seed=0, device="cpu")
+                      tmp_path / "a.pt", tmp_path / "a.json", **stage_kw("act_train", calibration_images=256, seed=0, device="cpu"))
     after = checkpoint.load(tmp_path / "a.pt", kind="pooled")
     assert a["pool_scale"] == "channel_learned" and all(torch.equal(after["scales"][n], ck["scales"][n]) for n in ck["scales"])
 

@@ -306,7 +306,7 @@ def test_stages_stop_with_one_line_without_toolchain(monkeypatch, tmp_path, caps
 
 
 def test_min_bits_sources(tmp_path):
-    from wp.stages import mcu as stage
+    from wp import mcu_bench as stage
 
     assert stage.min_bits("paper", ["resnet_10", "tinyconv"]) == {"resnet_10": 4, "tinyconv": 4}
     csv = tmp_path / "table6.csv"

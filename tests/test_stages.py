@@ -8,22 +8,22 @@ import numpy as np
 import pytest
 import torch
 
-from wp import WPError, checkpoint, pool
+from wp import WPError, checkpoint, pool, poolfile
 from wp.stages import cluster, table4, wp_train
 from wp.train import hparams
 
-from conftest import REPO
+from conftest import REPO, stage_kw
 
 
 @pytest.fixture(scope="module")
 def pool8(trained_tinyconv, tmp_path_factory):
     out = tmp_path_factory.mktemp("pool") / "pool8.h5"
-    cluster.run(trained_tinyconv, "tinyconv", 8, out, seed=0, device="cpu")
+    cluster.run(trained_tinyconv, "tinyconv", 8, out, **stage_kw("cluster", seed=0, device="cpu"))
     return out
 
 
 def test_pool_file_records_the_clustering(pool8):
-    p = cluster.read(pool8, network="tinyconv")
+    p = poolfile.read(pool8, network="tinyconv")
     assert p["centers"].shape == (8, 8) and p["layers"] == ["conv2", "conv3"]
     assert len(p["assignments"]) == 9_600 and p["k"] == 8 and p["seed"] == 0
     assert p["inertia"] > 0 and p["iterations"] >= 1
@@ -36,7 +36,7 @@ def test_wp_train_yields_pool_weights_and_sane_accuracy(digits_h5, trained_tinyc
     assert pre["test_top1"] > 60  # digits is easy: a real, trained network
     assert m["test_top1"] > 40 and 0 <= m["direct_top1"] <= 100
     ck = checkpoint.load(tmp_path / "wp8.pt", network="tinyconv", kind="pooled")
-    centers = cluster.read(pool8)["centers"]
+    centers = poolfile.read(pool8)["centers"]
     for name in ck["pooled_layers"]:
         w = ck["state_dict"][f"{name}.weight"]
         assert torch.equal(pool.to_vectors(w), centers[ck["indices"][name].long()])
@@ -63,7 +63,7 @@ def test_same_seed_same_numbers(digits_h5, trained_tinyconv, pool8, tmp_path):
 
 def test_checkpoint_of_another_network_is_refused(trained_tinyconv, tmp_path):
     with pytest.raises(WPError, match="holds network 'tinyconv', not 'resnet_10'"):
-        cluster.run(trained_tinyconv, "resnet_10", 8, tmp_path / "p.h5")
+        cluster.run(trained_tinyconv, "resnet_10", 8, tmp_path / "p.h5", **stage_kw("cluster"))
     assert not (tmp_path / "p.h5").exists()
 
 

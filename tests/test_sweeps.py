@@ -13,7 +13,7 @@ from wp import WPError, checkpoint, compression, lutnet, models, sweeps, tables
 from wp.stages import act_train, quant_eval, table3, wp_train
 from wp.train import evaluate as top1_of, hparams
 
-from conftest import REPO
+from conftest import REPO, stage_kw
 
 HP = hparams({"epochs": 1, "batch_size": 32, "lr": 0.01, "schedule": "cosine"})
 
@@ -24,7 +24,7 @@ def wp16(pooled_tinyconv):
 
 
 def evaluate(digits_h5, ckpt, out, act_bits=8, lut_bits=None, **kw):
-    return quant_eval.run(digits_h5, ckpt, "tinyconv", act_bits, lut_bits, HP, out, seed=0, device="cpu", **kw)
+    return quant_eval.run(digits_h5, ckpt, "tinyconv", act_bits, lut_bits, HP, out, **stage_kw("quant_eval", seed=0, device="cpu", **kw))
 
 
 def test_lut16_equals_no_lut_and_lut4_costs_accuracy(digits_h5, wp16, tmp_path):
@@ -60,7 +60,7 @@ def test_mse_ranges_clip_where_max_ranges_lose_low_bit_accuracy(digits_h5, wp16,
 def test_retraining_with_3_bit_activations_helps_and_carries_its_ranges(digits_h5, wp16, tmp_path):
     hp = hparams({**HP, "epochs": 2})
     plain = evaluate(digits_h5, wp16 / "wp16.pt", tmp_path / "p.json", act_bits=3, lut_bits=8)
-    m = act_train.run(digits_h5, wp16 / "wp16.pt", "tinyconv", 3, hp, tmp_path / "r3.pt", tmp_path / "r3.json", seed=0, device="cpu")
+    m = act_train.run(digits_h5, wp16 / "wp16.pt", "tinyconv", 3, hp, tmp_path / "r3.pt", tmp_path / "r3.json", **stage_kw("act_train", seed=0, device="cpu"))
     ck = checkpoint.load(tmp_path / "r3.pt", network="tinyconv", kind="pooled")
     assert ck["act_bits"] == 3 and "act_ranges" not in ck  # the ranges live in the state_dict, nowhere else
     sd = ck["state_dict"]
@@ -74,7 +74,7 @@ def test_retraining_with_3_bit_activations_helps_and_carries_its_ranges(digits_h
     with pytest.raises(WPError, match="retrained for 3-bit activations, not 4"):
         evaluate(digits_h5, tmp_path / "r3.pt", tmp_path / "x.json", act_bits=4)
     with pytest.raises(WPError, match="already retrained"):
-        act_train.run(digits_h5, tmp_path / "r3.pt", "tinyconv", 3, hp, tmp_path / "y.pt", tmp_path / "y.json", device="cpu")
+        act_train.run(digits_h5, tmp_path / "r3.pt", "tinyconv", 3, hp, tmp_path / "y.pt", tmp_path / "y.json", **stage_kw("act_train", device="cpu"))
     assert not (tmp_path / "x.json").exists() and not (tmp_path / "y.pt").exists()
 
 
@@ -106,7 +106,7 @@ def test_float_or_foreign_checkpoints_are_refused(digits_h5, trained_tinyconv, w
     with pytest.raises(WPError, match="needs a pooled one"):
         evaluate(digits_h5, trained_tinyconv, tmp_path / "a.json")
     with pytest.raises(WPError, match="holds network 'tinyconv', not 'resnet_10'"):
-        quant_eval.run(digits_h5, wp16 / "wp16.pt", "resnet_10", 8, 8, HP, tmp_path / "b.json", device="cpu")
+        quant_eval.run(digits_h5, wp16 / "wp16.pt", "resnet_10", 8, 8, HP, tmp_path / "b.json", **stage_kw("quant_eval", device="cpu"))
     with pytest.raises(WPError, match="activation bits 1 out of range"):
         evaluate(digits_h5, wp16 / "wp16.pt", tmp_path / "c.json", act_bits=1)
     assert not list(tmp_path.iterdir())
@@ -125,10 +125,10 @@ def test_checkpoints_of_another_dataset_are_refused(digits_h5, trained_tinyconv,
     with pytest.raises(WPError, match=match):
         evaluate(digits_h5, pooled, tmp_path / "a.json")
     with pytest.raises(WPError, match=match):
-        act_train.run(digits_h5, pooled, "tinyconv", 4, HP, tmp_path / "b.pt", tmp_path / "b.json", device="cpu")
+        act_train.run(digits_h5, pooled, "tinyconv", 4, HP, tmp_path / "b.pt", tmp_path / "b.json", **stage_kw("act_train", device="cpu"))
     float_ck = relabeled(trained_tinyconv, "fashion_mnist", tmp_path / "float.pt")
     with pytest.raises(WPError, match=match):
-        wp_train.run(digits_h5, float_ck, wp16 / "pool16.h5", "tinyconv", HP, tmp_path / "c.pt", tmp_path / "c.json", device="cpu")
+        wp_train.run(digits_h5, float_ck, wp16 / "pool16.h5", "tinyconv", HP, tmp_path / "c.pt", tmp_path / "c.json", seed=0, device="cpu")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["float.pt", "pooled.pt"]
 
 
@@ -143,7 +143,7 @@ def test_cli_quant_eval_and_bad_lut_bits(digits_h5, wp16, tmp_path):
 
 
 def test_table3_row_from_a_pooled_checkpoint(wp16, tmp_path):
-    df = table3.run([wp16 / "wp16.pt"], tmp_path / "t3.csv", tmp_path / "t3.md")
+    df = table3.run([wp16 / "wp16.pt"], tmp_path / "t3.csv", tmp_path / "t3.md", lut_bits=8)
     row = df.iloc[0]
     m = models.create("tinyconv", in_channels=1, num_classes=10, image_size=8)
     assert row["params"] == compression.count_params(m)

@@ -7,9 +7,10 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import REPO, stage_kw
 from wp import WPError, checkpoint, data, models
 from wp.io import write_json
+from wp import poolfile
 from wp.stages import cluster
 
 
@@ -20,7 +21,7 @@ def files(tmp_path_factory, digits_h5):
     args = {"in_channels": 1, "num_classes": 10, "image_size": 8}
     checkpoint.save(d / "pretrained.pt", models.create("tinyconv", **args), network="tinyconv", dataset="digits",
                     model_args=args)
-    cluster.run(d / "pretrained.pt", "tinyconv", 8, d / "pool8.h5", seed=0, device="cpu")
+    cluster.run(d / "pretrained.pt", "tinyconv", 8, d / "pool8.h5", **stage_kw("cluster", seed=0, device="cpu"))
     write_json(d / "pretrained.json", {"stage": "pretrain"})
     torch.save({"weights": torch.zeros(3)}, d / "foreign.pt")
     return {"pt": d / "pretrained.pt", "pool": d / "pool8.h5", "json": d / "pretrained.json", "data": digits_h5,
@@ -36,9 +37,9 @@ def refused(fn, path) -> str:
 
 
 @pytest.mark.parametrize("passed,reader,is_,expected", [
-    ("pt", cluster.read, "a wp-checkpoint/1 file (float tinyconv on digits)", "not a pool file (wp-pool/1): pass the pool file that the cluster stage writes"),
-    ("data", cluster.read, "a wp-dataset/1 file", "not a pool file (wp-pool/1)"),
-    ("json", cluster.read, "a JSON (text) file", "not a pool file (wp-pool/1)"),
+    ("pt", poolfile.read, "a wp-checkpoint/1 file (float tinyconv on digits)", "not a pool file (wp-pool/1): pass the pool file that the cluster stage writes"),
+    ("data", poolfile.read, "a wp-dataset/1 file", "not a pool file (wp-pool/1)"),
+    ("json", poolfile.read, "a JSON (text) file", "not a pool file (wp-pool/1)"),
     ("pool", checkpoint.load, "a wp-pool/1 file", "not a wp checkpoint (wp-checkpoint/1): pass a checkpoint that a training stage writes"),
     ("data", checkpoint.load, "a wp-dataset/1 file", "not a wp checkpoint"),
     ("json", checkpoint.load, "a JSON (text) file", "not a wp checkpoint"),
@@ -52,7 +53,7 @@ def test_a_valid_file_in_the_wrong_place_is_named_never_called_corrupt(files, pa
 
 
 @pytest.mark.parametrize("kind,reader,stage", [("pt", checkpoint.load, "the stage that writes it"),
-                                               ("pool", cluster.read, "the cluster stage")])
+                                               ("pool", poolfile.read, "the cluster stage")])
 def test_only_a_damaged_file_is_called_damaged(files, tmp_path, kind, reader, stage):
     whole = files[kind].read_bytes()
     for cut in (len(whole) // 2, len(whole) - 64):

@@ -3,10 +3,11 @@
 Every Snakemake rule runs ``python -m wp <command>``; its code inputs (editing one reruns the job) are
 the files this module finds, never a hand-kept list. The walk is static (``ast``): it follows every
 ``import wp...`` / ``from wp... import ...`` of a file, at module level and inside functions alike,
-and the package ``__init__.py`` files such an import executes. The two files that dispatch on a name
-(``DISPATCH``: ``wp/cli.py`` on the command, ``wp/stages/compare.py`` on the method) are walked along
-the chosen path only: other commands' ``if cmd == "...":`` branches, and functions that path never
-calls, are left out. A module that reads files of its own at run time (C sources it compiles) names them
+and the package ``__init__.py`` files such an import executes. The two files that look a module up by
+name (``REGISTRIES``: ``wp/cli.py``'s ``COMMANDS`` by command, ``wp/compare/__init__.py``'s ``METHODS``
+by comparison method) hold their table as a literal tuple of ``(name, "wp.module", ...)`` entries: the
+walk adds the chosen entry's module (aliases and ``-``/``_`` spellings alike) and leaves the others
+out. A module that reads files of its own at run time (C sources it compiles) names them
 in a module-level ``CODE_DATA`` tuple of paths relative to its directory (a directory stands for every
 file under it): they are code inputs of every command whose closure holds the module.
 """
@@ -19,9 +20,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent  # the directory holding the package ``wp``
 ENTRY = "wp.__main__"  # python -m wp
-# file -> (the variable whose comparisons with a string choose a branch per command / method, the
-# functions other modules call)
-DISPATCH = {"wp/cli.py": ("cmd", ("main",)), "wp/stages/compare.py": ("method", ("run",))}
+# file -> (its module-level table of (name, module, [aliases, ...]) entries, which choice picks the entry)
+REGISTRIES = {"wp/cli.py": ("COMMANDS", "cmd"), "wp/compare/__init__.py": ("METHODS", "method")}
 
 
 def module_file(name: str) -> Path | None:
@@ -51,15 +51,6 @@ def _packages(name: str) -> list[str]:
     return [".".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-def _chosen(test: ast.expr, var: str, value: str) -> bool | None:
-    """For ``if var == "x":``: whether that branch is the one taken for ``value`` (None: another test)."""
-    if (isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and test.left.id == var
-            and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq) and isinstance(test.comparators[0], ast.Constant)
-            and isinstance(test.comparators[0].value, str)):
-        return test.comparators[0].value == value
-    return None
-
-
 def _imports_of(node: ast.AST, package: str) -> set[str]:
     """The ``wp`` modules one import statement names (empty for any other node)."""
     if isinstance(node, ast.Import):
@@ -76,54 +67,31 @@ def _imports_of(node: ast.AST, package: str) -> set[str]:
     return {source} | {f"{source}.{a.name}" for a in node.names if module_file(f"{source}.{a.name}")}
 
 
-def _imported(tree: ast.Module, module: str, is_package: bool, dispatch: tuple[str, str | None, tuple] | None) -> set[str]:
-    """Names of the ``wp`` modules a file imports: every import statement in it, or, in a dispatch file,
-    those on the chosen path: module-level code, the entry functions and every module-level function
-    they call by name, and of an ``if var == "x":`` chain only the chosen branch (a chosen branch that
-    ends in ``return`` also ends the statements after it)."""
+def _canonical(name: str) -> str:
+    return name.replace("-", "_")
+
+
+def registry(tree: ast.Module, table: str) -> tuple[tuple, ...]:
+    """The literal table ``table = ((name, "wp.module", ...), ...)`` of a module."""
+    for n in tree.body:
+        if isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == table for t in n.targets):
+            return ast.literal_eval(n.value)
+    raise ValueError(f"no literal {table} table")
+
+
+def _imported(tree: ast.Module, module: str, is_package: bool, choice: tuple[str, str | None] | None) -> set[str]:
+    """Names of the ``wp`` modules a file imports: every import statement in it, and in a registry file
+    the module of the chosen entry (of every entry when the choice is None)."""
     package = module if is_package else module.rpartition(".")[0]
     found: set[str] = set()
-    if dispatch is None:
-        for n in ast.walk(tree):
-            found |= _imports_of(n, package)
-        return found
-    var, value, entries = dispatch
-    functions = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
-    called: set[str] = set()
-
-    def call(name: str) -> None:
-        if name not in called:
-            called.add(name)
-            block(functions[name].body)
-
-    def block(stmts: list) -> None:
-        for stmt in stmts:
-            chosen = _chosen(stmt.test, var, value) if isinstance(stmt, ast.If) and value is not None else None
-            if chosen is False:
-                block(stmt.orelse)
-            elif chosen:
-                block(stmt.body)
-                if stmt.body and isinstance(stmt.body[-1], ast.Return):
-                    return
-            elif not (stmt in functions.values()):
-                walk(stmt)
-
-    def walk(n: ast.AST) -> None:
-        found.update(_imports_of(n, package))
-        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in functions:
-            call(n.func.id)
-        for _, field in ast.iter_fields(n):
-            items = field if isinstance(field, list) else [field]
-            if items and all(isinstance(i, ast.stmt) for i in items):
-                block(items)
-            else:
-                for i in items:
-                    if isinstance(i, ast.AST):
-                        walk(i)
-
-    block(tree.body)
-    for name in entries:
-        call(name)
+    for n in ast.walk(tree):
+        found |= _imports_of(n, package)
+    if choice is not None:
+        table, value = choice
+        for name, target, *rest in registry(tree, table):
+            aliases = rest[0] if rest and isinstance(rest[0], tuple) else ()
+            if value is None or _canonical(value) in {_canonical(a) for a in (name, *aliases)}:
+                found.add(target)
     return found
 
 
@@ -132,7 +100,7 @@ def closure(command: str, method: str | None = None) -> tuple[str, ...]:
     """Sorted paths (relative to the directory holding ``wp``) of every ``wp`` source file that
     ``python -m wp <command>`` (``compare``: with ``--method method``) may import, and the files those
     modules name in ``CODE_DATA``."""
-    choice = {"cmd": command.replace("-", "_"), "method": method}
+    choice = {"cmd": command, "method": method}
     todo, seen, data = [ENTRY], set(), set()
     while todo:
         name = todo.pop()
@@ -143,10 +111,10 @@ def closure(command: str, method: str | None = None) -> tuple[str, ...]:
         if path is None:
             continue
         rel = path.relative_to(ROOT).as_posix()
-        dispatch = (DISPATCH[rel][0], choice[DISPATCH[rel][0]], DISPATCH[rel][1]) if rel in DISPATCH else None
+        picked = (REGISTRIES[rel][0], choice[REGISTRIES[rel][1]]) if rel in REGISTRIES else None
         tree = ast.parse(path.read_text(), rel)
         data |= _code_data(tree, path)
-        deps = _imported(tree, name, path.name == "__init__.py", dispatch)
+        deps = _imported(tree, name, path.name == "__init__.py", picked)
         todo += [p for dep in deps for p in _packages(dep)]
     files = {module_file(n) for n in seen if module_file(n)} | data
     return tuple(sorted(f.relative_to(ROOT).as_posix() for f in files))

@@ -9,21 +9,11 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from wp import WPError
+from wp import WPError, settings
+from wp.settings import default, describe  # noqa: F401 - a setting's one default and description, by config key
 
-SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"  # package data (pyproject.toml)
-
-
-def _fill_defaults(schema: dict, instance):
-    """Recursively insert schema defaults for missing keys (objects only)."""
-    if not isinstance(instance, dict) or schema.get("type") != "object":
-        return instance
-    for key, sub in schema.get("properties", {}).items():
-        if key not in instance and "default" in sub:
-            instance[key] = copy.deepcopy(sub["default"])
-        if key in instance:
-            _fill_defaults(sub, instance[key])
-    return instance
+SCHEMA_PATH = settings.schema_path()
+_fill_defaults = settings.fill
 
 
 def _coerce(schema: dict, value, root: dict | None = None):

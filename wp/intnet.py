@@ -655,5 +655,5 @@ def c_header(p: Program, name: str = "wp_net") -> str:
               f"#define {up}_N_OUT {int(np.prod(p.tensors[p.output].shape))}",
               f"#define {up}_OUTPUT_OFF {p.offsets[p.output]}",
               f"#define {up}_INIT(arena) {{{name}_ops, {up}_N_OPS, (arena), 0, {up}_OUTPUT_OFF, {up}_N_OUT}}",
-              f"#endif", ""]
+              "#endif", ""]
     return "\n".join(lines)

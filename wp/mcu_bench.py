@@ -233,3 +233,21 @@ def table7_markdown(df: pd.DataFrame) -> str:
                          + ("" if r["fits_f207"] else " [no F207 fit]"))
         lines.append(f"| {net} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def min_bits(source: str, networks: list[str], table6_csv: str | Path | None = None) -> dict[str, int]:
+    """Per network, Table 6's minimum activation bit width: the paper's (``source="paper"``) or ours
+    (``"table6"``: the ``min_bits`` column of tables/table6.csv, the largest over its datasets)."""
+    if source == "paper":
+        out = {n: v["min_bits"] for (_, n), v in paper.TABLE6.items()}
+    elif source == "table6":
+        if table6_csv is None or not Path(table6_csv).is_file():
+            raise WPError(f"mcu.min_bits is table6 but {table6_csv} is missing: build tables/table6.csv first")
+        df = pd.read_csv(table6_csv)
+        out = {n: int(d["min_bits"].max()) for n, d in df.groupby("network") if d["min_bits"].notna().any()}
+    else:
+        raise WPError(f"mcu.min_bits must be paper or table6, not {source!r}")
+    missing = [n for n in networks if n not in out]
+    if missing:
+        raise WPError(f"no Table 6 minimum bit width for {missing} ({source}): add those networks to table 6 or use min_bits: paper")
+    return {n: out[n] for n in networks}

@@ -6,5 +6,5 @@
 - :mod:`wp.methods.sharing`: retraining-free per-layer weight sharing (Dupuis et al. 2022)
 
 Each module holds the method's math as small functions and its storage as a
-:class:`wp.compression.Footprint`; the stages in ``wp/stages/compare_*.py`` run them.
+:class:`wp.compression.Footprint`; the jobs in ``wp/compare/`` run them.
 """

@@ -12,23 +12,48 @@ signedness) in its ``state_dict``, so ``quant_eval`` scores it with the same qua
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
-from wp import WPError, checkpoint, data, pool, provenance, quant
+from wp import WPError, checkpoint, data, models, pool, provenance, quant, settings
 from wp.checkpoint import check_dataset
 from wp.data import augment_for
 from wp.io import sha256, write_json
 from wp.lutnet import act_ranges, load_pooled
 from wp import selection
-from wp.train import evaluate, fit, resolve_device, seed_everything
+from wp.settings import setting
+from wp.train import evaluate, fit, hparams, resolve_device, seed_everything
 
 START = ("latent", "projected")  # act_train's starting weights: wp_train's latent ones or the projected ones
 
 
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True)
+    p.add_argument("--checkpoint", required=True, help="wp{K}.pt")
+    p.add_argument("--network", required=True)
+    p.add_argument("--act-bits", type=int, required=True)
+    setting(p, "--no-ste", "sweeps.table6.ste", negate=True, dest="ste",
+            help="the reference's zero gradient through round() instead of the straight-through estimator")
+    setting(p, "--start", "sweeps.table6.start")
+    setting(p, "--calibration-images", "sweeps.calibration_images")
+    setting(p, "--act-range", "sweeps.act_range")
+    settings.hparams_option(p)
+    p.add_argument("--out", required=True)
+    p.add_argument("--metrics", required=True)
+    settings.stop_option(p)
+    settings.job_options(p)
+
+
+def main(args: argparse.Namespace) -> None:
+    models.load_files(args.networks_from)
+    run(args.data, args.checkpoint, args.network, args.act_bits, hparams(settings.json_object(args.hparams, "--hparams")),
+        args.out, args.metrics, ste=args.ste, calibration_images=args.calibration_images, act_range=args.act_range,
+        start=args.start, seed=args.seed, device=args.device, stop_after_epoch=args.stop_after_epoch)
+
+
 def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: int, hp: dict,
-        out_ckpt: str | Path, out_metrics: str | Path, *, ste: bool = True, calibration_images: int = 512,
-        act_range: str = "mse", start: str = "latent", seed: int = 0, device: str = "auto",
-        stop_after_epoch: int | None = None) -> dict:
+        out_ckpt: str | Path, out_metrics: str | Path, *, ste: bool, calibration_images: int, act_range: str,
+        start: str, seed: int, device: str, stop_after_epoch: int | None = None) -> dict:
     if not 2 <= act_bits <= 16:
         raise WPError(f"activation bits {act_bits} out of range: choose 2..16")
     if start not in START:

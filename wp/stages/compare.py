@@ -1,63 +1,54 @@
-"""Stage ``compare``: one comparison job (method × setting × network), dispatched to its stage module.
+"""Stage ``compare``: one comparison job (method × setting × network), run by the method's module of
+:mod:`wp.compare` (its registry ``METHODS``).
 
 Settings are strings, as in file names and the table: prune → the target sparsity (``0.9``), ternary →
 ``weights`` or ``weights_acts``, valueset → a value-set name (``pm1``), sharing → the accuracy budget
 (``0.99``). Method options (rounds, temperatures, cluster counts, ...) come as a JSON object, the
-config's ``compare.<method>`` block.
+config's ``compare.<method>`` block; what it leaves out is the schema's default.
 """
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
-from wp import WPError
+from wp import compare, models, settings
+from wp.settings import cli_only
+from wp.train import hparams
 
-METHODS = ("prune", "ternary", "valueset", "sharing")
-TERNARY_SETTINGS = {"weights": False, "weights_acts": True}
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--method", required=True, choices=list(compare.names()))
+    p.add_argument("--setting", required=True,
+                   help="prune: sparsity (0.9); ternary: weights | weights_acts; valueset: set name (pm1); sharing: budget (0.99)")
+    p.add_argument("--data", required=True)
+    p.add_argument("--checkpoint", required=True, help="pretrained checkpoint")
+    cli_only(p, "--pretrain-metrics", default=None,
+             help="pretrained.json (sharing: which images pretraining used; required there, unused otherwise)")
+    p.add_argument("--network", required=True)
+    settings.hparams_option(p, "JSON training settings (prune: per round; sharing: unused)")
+    cli_only(p, "--options", type=str, default="{}",
+             help="JSON method options (config key compare.<method>; default {}: the schema's defaults)")
+    p.add_argument("--out", required=True, help="compressed checkpoint .pt")
+    p.add_argument("--metrics", required=True, help="metrics .json")
+    settings.stop_option(p)
+    settings.job_options(p)
 
 
-def _number(setting: str, what: str) -> float:
-    try:
-        return float(setting)
-    except ValueError:
-        raise WPError(f"{what} setting {setting!r} is not a number: pass e.g. 0.9") from None
+def main(args: argparse.Namespace) -> None:
+    models.load_files(args.networks_from)
+    options = settings.json_object(args.options, "--options")
+    hp = hparams(settings.json_object(args.hparams, "--hparams")) if args.method != "sharing" else {}
+    run(args.method, args.setting, args.data, args.checkpoint, args.network, hp, options, args.out, args.metrics,
+        pretrain_metrics=args.pretrain_metrics, seed=args.seed, device=args.device, stop_after_epoch=args.stop_after_epoch)
 
 
 def run(method: str, setting: str, data_path: str | Path, ckpt_path: str | Path, network: str, hp: dict,
-        options: dict, out_ckpt: str | Path, out_metrics: str | Path, *, pretrain_metrics: str | Path | None = None,
-        seed: int = 0, device: str = "auto", stop_after_epoch: int | None = None) -> dict:
-    """``stop_after_epoch`` (tests): SIGKILL after that training epoch (counted over all prune rounds)."""
-    if method == "prune":
-        from wp.stages import compare_prune
-
-        return compare_prune.run(data_path, ckpt_path, network, hp, _number(setting, "prune"), out_ckpt, out_metrics,
-                                 rounds=int(options.get("rounds", 3)), seed=seed, device=device,
-                                 stop_after_epoch=stop_after_epoch)
-    if method == "ternary":
-        from wp.stages import compare_ternary
-
-        if setting not in TERNARY_SETTINGS:
-            raise WPError(f"ternary setting {setting!r} is unknown: use {' or '.join(TERNARY_SETTINGS)}")
-        return compare_ternary.run(data_path, ckpt_path, network, hp, out_ckpt, out_metrics,
-                                   activations=TERNARY_SETTINGS[setting], seed=seed, device=device,
-                                   stop_after_epoch=stop_after_epoch)
-    if method == "valueset":
-        from wp.stages import compare_valueset
-
-        t = options.get("temperature", {})
-        return compare_valueset.run(data_path, ckpt_path, network, hp, setting, out_ckpt, out_metrics,
-                                    t0=float(t.get("start", 1.0)), decay=float(t.get("decay", 0.97)),
-                                    t_min=float(t.get("min", 1e-5)), sharpness=float(options.get("sharpness", 1e-3)),
-                                    quantize_first=bool(options.get("quantize_first", False)),
-                                    quantize_last=bool(options.get("quantize_last", False)), seed=seed, device=device,
-                                    stop_after_epoch=stop_after_epoch)
-    if method == "sharing":
-        from wp.stages import compare_sharing
-
-        if pretrain_metrics is None:
-            raise WPError("sharing needs the float network's metrics: pass --pretrain-metrics pretrained.json")
-        return compare_sharing.run(data_path, ckpt_path, pretrain_metrics, network, _number(setting, "sharing"),
-                                   out_ckpt, out_metrics, clusters=[int(k) for k in options.get("clusters", compare_sharing.DEFAULT_CLUSTERS)],
-                                   val_images=int(options.get("val_images", 1000)), max_iter=int(options.get("max_iter", 100)),
-                                   seed=seed, device=device)
-    raise WPError(f"unknown comparison method {method!r}: use one of {', '.join(METHODS)}")
+        options: dict, out_ckpt: str | Path, out_metrics: str | Path, *, seed: int, device: str,
+        pretrain_metrics: str | Path | None = None, stop_after_epoch: int | None = None) -> dict:
+    """``options``: the method's (missing ones are the schema's defaults of ``compare.<method>``).
+    ``stop_after_epoch`` (tests): SIGKILL after that training epoch (counted over all prune rounds)."""
+    job = compare.module(method).job
+    return job(setting, settings.with_defaults(f"compare.{method}", options), data_path=data_path, ckpt_path=ckpt_path,
+               network=network, hp=hp, out_ckpt=out_ckpt, out_metrics=out_metrics, seed=seed, device=device,
+               stop_after_epoch=stop_after_epoch, pretrain_metrics=pretrain_metrics)

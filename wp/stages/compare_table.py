@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
-from wp import comparison, tables
+from wp import comparison, models, settings, tables
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metrics", nargs="+", required=True, help="pretrained.json, wp{K}.json and compare metrics")
+    p.add_argument("--checkpoints", nargs="+", required=True, help="pretrained.pt and wp{K}.pt (for the footprints)")
+    p.add_argument("--out", required=True)
+    settings.md_option(p)
+    p.add_argument("--png", required=True)
+
+
+def main(args: argparse.Namespace) -> None:
+    models.load_files(args.networks_from)
+    run(args.metrics, args.checkpoints, args.out, args.md, args.png)
 
 
 def run(metrics_paths: list[str | Path], checkpoint_paths: list[str | Path], out_csv: str | Path,

@@ -9,21 +9,47 @@ off that network. See :mod:`wp.export` for what the files hold.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
-from wp import WPError, checkpoint, data, export, lutnet, provenance
+from wp import WPError, checkpoint, data, export, lutnet, models, provenance, settings
 from wp.checkpoint import check_dataset
 from wp.io import sha256
 from wp.lutnet import act_ranges, check_trained_bits, load_pooled
 from wp import selection
-from wp.sweeps import lut_label
-from wp.train import resolve_device, seed_everything
+from wp.settings import setting
+from wp.sweeps import lut_label, parse_lut
+from wp.train import hparams, resolve_device, seed_everything
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True)
+    p.add_argument("--checkpoint", required=True, help="wp{K}.pt, or a checkpoint from act_train (it carries its ranges)")
+    p.add_argument("--network", required=True)
+    p.add_argument("--act-bits", type=int, required=True)
+    setting(p, "--lut-bits", "export.lut_bits", type=str)
+    setting(p, "--lut-mode", "sweeps.lut_mode")
+    setting(p, "--signed-mode", "sweeps.signed_mode")
+    setting(p, "--calibration-images", "sweeps.calibration_images")
+    setting(p, "--act-range", "sweeps.act_range")
+    settings.hparams_option(p, "JSON settings of wp_train (its training subset is sampled)")
+    p.add_argument("--out-npz", required=True)
+    p.add_argument("--out-json", required=True)
+    p.add_argument("--out-h", required=True)
+    settings.job_options(p)
+
+
+def main(args: argparse.Namespace) -> None:
+    models.load_files(args.networks_from)
+    run(args.data, args.checkpoint, args.network, args.act_bits, parse_lut(str(args.lut_bits)),
+        hparams(settings.json_object(args.hparams, "--hparams")), args.out_npz, args.out_json, args.out_h,
+        lut_mode=args.lut_mode, signed_mode=args.signed_mode, calibration_images=args.calibration_images,
+        act_range=args.act_range, seed=args.seed, device=args.device)
 
 
 def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: int, lut_bits: int | None, hp: dict,
-        out_npz: str | Path, out_json: str | Path, out_h: str | Path, *, lut_mode: str = "strict",
-        signed_mode: str = "twos", calibration_images: int = 512, act_range: str = "mse", seed: int = 0,
-        device: str = "auto") -> dict:
+        out_npz: str | Path, out_json: str | Path, out_h: str | Path, *, lut_mode: str, signed_mode: str,
+        calibration_images: int, act_range: str, seed: int, device: str) -> dict:
     if not 2 <= act_bits <= 16:
         raise WPError(f"activation bits {act_bits} out of range: choose 2..16")
     lo, hi = export.LUT_BITS

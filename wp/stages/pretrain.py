@@ -3,19 +3,36 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import torch
 
-from wp import checkpoint, data, models, provenance
+from wp import checkpoint, data, models, provenance, settings
 from wp.data import augment_for, model_args
 from wp.io import sha256, write_json
 from wp import selection
-from wp.train import evaluate, fit, resolve_device, seed_everything
+from wp.train import evaluate, fit, hparams, resolve_device, seed_everything
 
 
-def run(data_path: str | Path, network: str, hp: dict, out_ckpt: str | Path, out_metrics: str | Path,
-        seed: int = 0, device: str = "auto", stop_after_epoch: int | None = None) -> dict:
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True)
+    p.add_argument("--network", required=True)
+    settings.hparams_option(p)
+    p.add_argument("--out", required=True, help="checkpoint .pt")
+    p.add_argument("--metrics", required=True, help="metrics .json")
+    settings.stop_option(p)
+    settings.job_options(p)
+
+
+def main(args: argparse.Namespace) -> None:
+    models.load_files(args.networks_from)
+    run(args.data, args.network, hparams(settings.json_object(args.hparams, "--hparams")), args.out, args.metrics,
+        seed=args.seed, device=args.device, stop_after_epoch=args.stop_after_epoch)
+
+
+def run(data_path: str | Path, network: str, hp: dict, out_ckpt: str | Path, out_metrics: str | Path, *,
+        seed: int, device: str, stop_after_epoch: int | None = None) -> dict:
     models.check_name(network)
     dev = resolve_device(device)
     ds = data.read(data_path)

@@ -12,22 +12,48 @@ class-balanced subset of them, the same for every sweep point; calibration sampl
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
-from wp import WPError, checkpoint, data, lutnet, provenance, quant
+from wp import WPError, checkpoint, data, lutnet, models, provenance, quant, settings
 from wp.checkpoint import check_dataset
 from wp.io import write_json
 from wp.lutnet import act_ranges, check_trained_bits, load_pooled
 from wp import selection
 from wp.selection import sweep_test_set
-from wp.train import evaluate, resolve_device, seed_everything
+from wp.settings import setting
+from wp.sweeps import parse_lut
+from wp.train import evaluate, hparams, resolve_device, seed_everything
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True)
+    p.add_argument("--checkpoint", required=True, help="wp{K}.pt, or a checkpoint from act_train (it carries its ranges)")
+    p.add_argument("--network", required=True)
+    p.add_argument("--act-bits", type=int, required=True)
+    p.add_argument("--lut-bits", required=True, help="LUT entry bits, or 'none' for no table")
+    setting(p, "--lut-mode", "sweeps.lut_mode")
+    setting(p, "--signed-mode", "sweeps.signed_mode")
+    setting(p, "--calibration-images", "sweeps.calibration_images")
+    setting(p, "--act-range", "sweeps.act_range")
+    settings.hparams_option(p, "JSON settings of wp_train (its test subset is scored)")
+    setting(p, "--test-images", "sweeps.test_images")
+    p.add_argument("--metrics", required=True)
+    settings.job_options(p)
+
+
+def main(args: argparse.Namespace) -> None:
+    models.load_files(args.networks_from)
+    run(args.data, args.checkpoint, args.network, args.act_bits, parse_lut(args.lut_bits),
+        hparams(settings.json_object(args.hparams, "--hparams")), args.metrics, lut_mode=args.lut_mode,
+        signed_mode=args.signed_mode, calibration_images=args.calibration_images, act_range=args.act_range,
+        seed=args.seed, device=args.device, test_images=args.test_images)
 
 
 def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: int, lut_bits: int | None,
-        hp: dict, out_metrics: str | Path, *, lut_mode: str = "strict", signed_mode: str = "twos",
-        calibration_images: int = 512, act_range: str = "mse", seed: int = 0, device: str = "auto",
-        test_images: int | None = None) -> dict:
+        hp: dict, out_metrics: str | Path, *, lut_mode: str, signed_mode: str, calibration_images: int,
+        act_range: str, seed: int, device: str, test_images: int | None) -> dict:
     if not 2 <= act_bits <= 16:
         raise WPError(f"activation bits {act_bits} out of range: choose 2..16")
     if lut_bits is not None and not 2 <= lut_bits <= 32:

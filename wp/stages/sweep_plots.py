@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pandas as pd
 
 from wp import plots
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--table5", required=True)
+    p.add_argument("--table6", required=True)
+    p.add_argument("--lut-png", required=True)
+    p.add_argument("--act-png", required=True)
+
+
+def main(args: argparse.Namespace) -> None:
+    run(args.table5, args.table6, args.lut_png, args.act_png)
 
 
 def run(table5_csv: str | Path, table6_csv: str | Path, lut_png: str | Path, act_png: str | Path) -> None:

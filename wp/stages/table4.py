@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
-from wp import tables
+from wp import settings, tables
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metrics", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+    settings.md_option(p)
+
+
+def main(args: argparse.Namespace) -> None:
+    run(args.metrics, args.out, args.md)
 
 
 def run(metrics_paths: list[str | Path], out_csv: str | Path, out_md: str | Path | None = None) -> None:

@@ -3,11 +3,23 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pandas as pd
 
-from wp import checkpoint, tables
+from wp import checkpoint, models, settings, tables
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoints", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+    settings.md_option(p)
+
+
+def main(args: argparse.Namespace) -> None:
+    models.load_files(args.networks_from)
+    run(args.checkpoints, args.out, args.md)
 
 
 def run(ckpt_paths: list[str | Path], out_csv: str | Path, out_md: str | Path | None = None) -> pd.DataFrame:

@@ -9,26 +9,44 @@ pool file. The checkpoint records the images wp_train chose (``selection``, :mod
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import torch
 
-from wp import checkpoint, data, pool, provenance
+from wp import checkpoint, data, models, pool, poolfile, provenance, settings
 from wp.checkpoint import check_dataset
 from wp.data import augment_for
 from wp.io import sha256, write_json
 from wp import selection
-from wp.stages import cluster
-from wp.train import evaluate, fit, resolve_device, seed_everything
+from wp.train import evaluate, fit, hparams, resolve_device, seed_everything
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True)
+    p.add_argument("--checkpoint", required=True, help="pretrained checkpoint")
+    p.add_argument("--pool", required=True, help="pool .h5 from cluster")
+    p.add_argument("--network", required=True)
+    settings.hparams_option(p)
+    p.add_argument("--out", required=True)
+    p.add_argument("--metrics", required=True)
+    settings.stop_option(p)
+    settings.job_options(p)
+
+
+def main(args: argparse.Namespace) -> None:
+    models.load_files(args.networks_from)
+    run(args.data, args.checkpoint, args.pool, args.network, hparams(settings.json_object(args.hparams, "--hparams")),
+        args.out, args.metrics, seed=args.seed, device=args.device, stop_after_epoch=args.stop_after_epoch)
 
 
 def run(data_path: str | Path, ckpt_path: str | Path, pool_path: str | Path, network: str, hp: dict,
-        out_ckpt: str | Path, out_metrics: str | Path, seed: int = 0, device: str = "auto", stop_after_epoch: int | None = None) -> dict:
+        out_ckpt: str | Path, out_metrics: str | Path, *, seed: int, device: str, stop_after_epoch: int | None = None) -> dict:
     dev = resolve_device(device)
     ds = data.read(data_path)
     ckpt = checkpoint.load(ckpt_path, network=network, kind="float")
     check_dataset(ckpt, ds.name, ckpt_path)
-    pl = cluster.read(pool_path, network=network)
+    pl = poolfile.read(pool_path, network=network)
     centers, layers, k, scale = pl["centers"], pl["layers"], int(pl["k"]), pl["pool_scale"]
     sel = selection.select(ds, hp, seed, "wp_train")
     train, val, test = selection.tensors(ds, sel, dev)

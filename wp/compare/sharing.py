@@ -1,4 +1,4 @@
-"""Stage ``compare --method sharing``: retraining-free per-layer weight sharing (see wp.methods.sharing).
+"""Comparison jobs ``compare --method sharing``: retraining-free per-layer weight sharing (see wp.methods.sharing).
 
 The search is scored on a validation split of ``val_images`` training images, drawn (seeded) from the
 training images the float network did *not* train on when there are enough of them (the pretrain
@@ -17,17 +17,26 @@ from pathlib import Path
 import torch
 
 from wp import WPError, selection
+from wp.compare import common as compare_common
 from wp.compression import weight_layers
 from wp.methods import sharing
-from wp.stages import compare_common
 from wp.train import evaluate, seed_everything
 
-DEFAULT_CLUSTERS = (2, 4, 8, 16, 32, 64, 128, 256)
+
+def job(setting: str, options: dict, *, data_path, ckpt_path, network, hp, out_ckpt, out_metrics, seed, device,
+        stop_after_epoch=None, pretrain_metrics=None) -> dict:
+    """Setting: the accuracy budget (``0.99``); options: ``clusters``, ``val_images``, ``max_iter``. No
+    training (``hp``, ``stop_after_epoch`` unused); needs the float network's metrics."""
+    if pretrain_metrics is None:
+        raise WPError("sharing needs the float network's metrics: pass --pretrain-metrics pretrained.json")
+    return run(data_path, ckpt_path, pretrain_metrics, network, compare_common.number(setting, "sharing"), out_ckpt, out_metrics,
+               clusters=[int(k) for k in options["clusters"]], val_images=int(options["val_images"]),
+               max_iter=int(options["max_iter"]), seed=seed, device=device)
 
 
 def run(data_path: str | Path, ckpt_path: str | Path, pretrain_metrics: str | Path, network: str, budget: float,
-        out_ckpt: str | Path, out_metrics: str | Path, *, clusters: list[int] | tuple[int, ...] = DEFAULT_CLUSTERS,
-        val_images: int = 1000, max_iter: int = 100, seed: int = 0, device: str = "auto") -> dict:
+        out_ckpt: str | Path, out_metrics: str | Path, *, clusters: list[int] | tuple[int, ...], val_images: int,
+        max_iter: int, seed: int, device: str) -> dict:
     sharing.check_budget(budget)
     if not clusters or min(clusters) < 2:
         raise WPError(f"sharing cluster counts {list(clusters)} are invalid: give a list of integers >= 2")

@@ -1,4 +1,4 @@
-"""What every comparison stage shares: start from the pretrained float network, write the results.
+"""What every comparison job shares: start from the pretrained float network, write the results.
 
 Each comparison job (one method, one setting, one network) writes the compressed model as a
 checkpoint of kind ``compressed`` (weights as the values the method stores, e.g. ``α·t`` or the
@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from wp import checkpoint, data, provenance, selection
+from wp import WPError, checkpoint, data, provenance, selection
 from wp.checkpoint import check_dataset
 from wp.compression import Footprint
 from wp.io import sha256, write_json
@@ -79,3 +79,11 @@ def finish(s: Start, model: nn.Module, *, method: str, setting: str, network: st
 def float_top1(s: Start, test: Tensors, batch_size: int) -> float:
     s.float_top1 = evaluate(s.model, test, batch_size)
     return s.float_top1
+
+
+def number(setting: str, what: str) -> float:
+    """A numeric setting string (prune's sparsity, sharing's budget)."""
+    try:
+        return float(setting)
+    except ValueError:
+        raise WPError(f"{what} setting {setting!r} is not a number: pass e.g. 0.9") from None

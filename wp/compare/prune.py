@@ -1,4 +1,4 @@
-"""Stage ``compare --method prune``: iterative magnitude pruning with retraining (see wp.methods.prune).
+"""Comparison jobs ``compare --method prune``: iterative magnitude pruning with retraining (see wp.methods.prune).
 
 Every conv and linear weight is pruned (as Han et al.), to ``sparsity`` over ``rounds`` prune →
 retrain rounds of ``hp['epochs']`` epochs each, from the shared pretrained network.
@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch
 
+from wp.compare import common as compare_common
 from wp.compression import weight_layers
 from wp.data import augment_for
 from wp.io import atomic_path
 from wp.methods import prune
-from wp.stages import compare_common
 from wp.train import evaluate, fit, seed_everything
 
 
@@ -55,9 +55,15 @@ def load_finished_rounds(out_ckpt: str | Path, rounds: int, key: str, model) -> 
     return 0, []
 
 
+def job(setting: str, options: dict, *, data_path, ckpt_path, network, hp, out_ckpt, out_metrics, seed, device,
+        stop_after_epoch=None, pretrain_metrics=None) -> dict:
+    """Setting: the target sparsity (``0.9``); options: ``rounds``."""
+    return run(data_path, ckpt_path, network, hp, compare_common.number(setting, "prune"), out_ckpt, out_metrics,
+               rounds=int(options["rounds"]), seed=seed, device=device, stop_after_epoch=stop_after_epoch)
+
+
 def run(data_path: str | Path, ckpt_path: str | Path, network: str, hp: dict, sparsity: float, out_ckpt: str | Path,
-        out_metrics: str | Path, *, rounds: int = 3, seed: int = 0, device: str = "auto",
-        stop_after_epoch: int | None = None) -> dict:
+        out_metrics: str | Path, *, rounds: int, seed: int, device: str, stop_after_epoch: int | None = None) -> dict:
     """``stop_after_epoch`` (tests): SIGKILL after that epoch, counted over all rounds."""
     targets = prune.schedule(sparsity, rounds)
     s = compare_common.start(data_path, ckpt_path, network, device)

@@ -1,19 +1,31 @@
-"""Stage ``compare --method ternary``: ternary weights (TWN), optionally ternary activations (TWTA-Net),
+"""Comparison jobs ``compare --method ternary``: ternary weights (TWN), optionally ternary activations (TWTA-Net),
 retrained with a straight-through estimator from the shared pretrained network (see wp.methods.ternary)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from wp import WPError
+from wp.compare import common as compare_common
 from wp.data import augment_for
 from wp.methods import layers as layer_choice
 from wp.methods import ternary
-from wp.stages import compare_common
 from wp.train import evaluate, fit, seed_everything
+
+SETTINGS = {"weights": False, "weights_acts": True}  # setting -> ternary activations too
+
+
+def job(setting: str, options: dict, *, data_path, ckpt_path, network, hp, out_ckpt, out_metrics, seed, device,
+        stop_after_epoch=None, pretrain_metrics=None) -> dict:
+    """Setting: ``weights`` or ``weights_acts``; no options."""
+    if setting not in SETTINGS:
+        raise WPError(f"ternary setting {setting!r} is unknown: use {' or '.join(SETTINGS)}")
+    return run(data_path, ckpt_path, network, hp, out_ckpt, out_metrics, activations=SETTINGS[setting], seed=seed,
+               device=device, stop_after_epoch=stop_after_epoch)
 
 
 def run(data_path: str | Path, ckpt_path: str | Path, network: str, hp: dict, out_ckpt: str | Path,
-        out_metrics: str | Path, *, activations: bool = False, seed: int = 0, device: str = "auto",
+        out_metrics: str | Path, *, activations: bool, seed: int, device: str,
         stop_after_epoch: int | None = None) -> dict:
     s = compare_common.start(data_path, ckpt_path, network, device)
     sel, train, val, test = compare_common.splits(s, hp, seed, "ternary")

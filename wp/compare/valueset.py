@@ -1,4 +1,4 @@
-"""Stage ``compare --method valueset``: SLB-style categorical search of every weight over a value set,
+"""Comparison jobs ``compare --method valueset``: SLB-style categorical search of every weight over a value set,
 warm-started from the shared pretrained network (see wp.methods.valueset)."""
 
 from __future__ import annotations
@@ -6,17 +6,27 @@ from __future__ import annotations
 from pathlib import Path
 
 from wp import WPError
+from wp.compare import common as compare_common
 from wp.data import augment_for
 from wp.methods import layers as layer_choice
 from wp.methods import valueset
-from wp.stages import compare_common
 from wp.train import evaluate, fit, seed_everything, steps_per_epoch
 
 
+def job(setting: str, options: dict, *, data_path, ckpt_path, network, hp, out_ckpt, out_metrics, seed, device,
+        stop_after_epoch=None, pretrain_metrics=None) -> dict:
+    """Setting: a value-set name (``pm1``); options: ``temperature`` (start, decay, min), ``sharpness``,
+    ``quantize_first``, ``quantize_last``."""
+    t = options["temperature"]
+    return run(data_path, ckpt_path, network, hp, setting, out_ckpt, out_metrics, t0=float(t["start"]),
+               decay=float(t["decay"]), t_min=float(t["min"]), sharpness=float(options["sharpness"]),
+               quantize_first=bool(options["quantize_first"]), quantize_last=bool(options["quantize_last"]), seed=seed,
+               device=device, stop_after_epoch=stop_after_epoch)
+
+
 def run(data_path: str | Path, ckpt_path: str | Path, network: str, hp: dict, value_set: str, out_ckpt: str | Path,
-        out_metrics: str | Path, *, t0: float = 1.0, decay: float = 0.97, t_min: float = 1e-5,
-        sharpness: float = 1e-3, quantize_first: bool = False, quantize_last: bool = False, seed: int = 0,
-        device: str = "auto", stop_after_epoch: int | None = None) -> dict:
+        out_metrics: str | Path, *, t0: float, decay: float, t_min: float, sharpness: float, quantize_first: bool,
+        quantize_last: bool, seed: int, device: str, stop_after_epoch: int | None = None) -> dict:
     vals = valueset.values(value_set)
     if sharpness < 0:
         raise WPError(f"value-set warm-start sharpness {sharpness} is negative: use 0 (the original's uniform start) or more")
