@@ -43,20 +43,7 @@ def variant(v: str, ckpt: dict, ds, base: dict) -> dict:
     model = checkpoint.build(ckpt)
     layers = pool.pooled_layers(model, pool_fc=True)
     hp = dict(base)
-    suffix = "".join(m for m in ("+long", "+lowlr", "+rel", "+wkm1", "+wkm05", "+refit") if m in v)
-    refit = "+refit" in v
-    v = v.replace("+refit", "")
-    pool.RELATIVE = "+rel" in v
-    pool.SCALE_GRAD = 1.0
-    pool.NO_WD = 0.0
-    if "+nowd" in v:
-        pool.NO_WD, v, suffix = base["weight_decay"], v.replace("+nowd", ""), suffix + "+nowd"
-    for m in ("+sg10", "+sg3", "+sg01"):
-        if m in v:
-            pool.SCALE_GRAD, v, suffix = {"+sg10": 10.0, "+sg3": 3.0, "+sg01": 0.1}[m], v.replace(m, ""), suffix + m
-    wexp = 1.0 if "+wkm1" in v else 0.5 if "+wkm05" in v else 0.0
-    for m in ("+rel", "+wkm1", "+wkm05"):
-        v = v.replace(m, "")
+    suffix = "".join(m for m in ("+long", "+lowlr") if m in v)
     if "+long" in v:
         hp["epochs"], v = 2 * hp["epochs"], v.replace("+long", "")
     if "+lowlr" in v:
@@ -72,12 +59,7 @@ def variant(v: str, ckpt: dict, ds, base: dict) -> dict:
     if v == "long":
         hp["epochs"] = 2 * hp["epochs"]
     vectors, counts = pool.model_vectors(model, layers, kmeans_scale)
-    if wexp:  # weighted k-means by replication: layer l's vectors (n_1 / n_l) ** wexp times
-        reps = [max(1, round((max(counts) / c) ** wexp)) for c in counts]
-        res = kmeans(torch.cat([p.repeat(r, 1) for p, r in zip(vectors.split(counts), reps)]), K, seed=0, max_iter=300)
-        res.labels = torch.cat([l[:c] for l, c in zip(res.labels.split([c * r for c, r in zip(counts, reps)]), counts)])
-    else:
-        res = kmeans(vectors, K, seed=0, max_iter=300)
+    res = kmeans(vectors, K, seed=0, max_iter=300)
     centers = res.centers
     # per layer: mean norm of its z-vectors (as clustered) and of the pool vectors they are assigned
     norms = {name: [round(float(v.norm(dim=1).mean()), 4), round(float(centers[lab].norm(dim=1).mean()), 4)]
@@ -88,12 +70,7 @@ def variant(v: str, ckpt: dict, ds, base: dict) -> dict:
     pool.attach(model, centers, layers, scale)
     direct = evaluate(model, test, 1024)
     fit(model, train, hparams(hp), seed=0, augment=augment_for(ds))
-    extra = {}
-    if refit:
-        extra["before_refit"] = evaluate(model, test, 1024)
-        pool.freeze(model, centers, layers)
-        fit(model, train, hparams({**hp, "epochs": 2, "lr": 0.01, "weight_decay": 0.0, "warmup_epochs": 0}), seed=1, augment=augment_for(ds))
-    return {**extra, "variant": v + suffix, "float": float_top1,
+    return {"variant": v + suffix, "float": float_top1,
             "direct": direct, "wp64": evaluate(model, test, 1024), "epochs": hp["epochs"], "lr": hp["lr"], "vectors": counts, "norms": norms}
 
 

@@ -49,10 +49,6 @@ VECTOR = 8  # z-vector length
 SCALES = ("none", "layer", "channel", "layer_learned", "channel_learned")
 # pool_scale: no scale (the paper), one per layer, one per output channel; fitted, or "_learned" by gradient
 LEARNED = "_learned"
-RELATIVE = False
-PER_CHANNEL_REFIT = True
-SCALE_GRAD = 1.0
-NO_WD = 0.0
 
 
 def is_poolable(module: nn.Module, pool_fc: bool = False) -> bool:
@@ -262,27 +258,13 @@ class PoolProjection(nn.Module):
         self.register_buffer("pool_unit", F.normalize(self.pool, dim=1), persistent=False)
         # a learned scale replaces the fitted one: the parameter, trained with the network
         self.scale = None if learned is None else nn.Parameter(learned.detach().clone().float())
-        if learned is not None and RELATIVE:  # experiment: s = s0 * exp(t), t the parameter (weight decay pulls to s0)
-            self.scale = None
-            self.register_buffer("scale0", learned.detach().clone().float())
-            self.log_scale = nn.Parameter(torch.zeros_like(self.scale0))
-        if self.scale is not None and SCALE_GRAD != 1:
-            self.scale.register_hook(lambda g: g * SCALE_GRAD)
-        if self.scale is not None and NO_WD:  # cancels SGD's weight decay term wd * s
-            sp = self.scale
-            sp.register_hook(lambda g: g - NO_WD * sp.detach())
         self.groups = groups if learned is None else None
         self.batched: torch.Tensor | None = None
-
-    def learned_scale(self):
-        if getattr(self, "log_scale", None) is not None:
-            return self.scale0 * self.log_scale.exp()
-        return self.scale
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         if self.batched is not None:
             return self.batched
-        return project_layers([latent], self.pool, self.pool_unit, [self.groups], [self.learned_scale()])[0]
+        return project_layers([latent], self.pool, self.pool_unit, [self.groups], [self.scale])[0]
 
 
 class _BatchedProjection:
@@ -297,10 +279,7 @@ class _BatchedProjection:
         first = self.layers[0].parametrizations.weight[0]
         latents = [m.parametrizations.weight.original for m in self.layers]
         groups = [m.parametrizations.weight[0].groups for m in self.layers]
-        learned = [m.parametrizations.weight[0].learned_scale() for m in self.layers]
-        if getattr(first, "frozen", None) is not None:  # indices frozen: s * pool[idx], no latent
-            return [from_vectors(scaled(first.pool[m.parametrizations.weight[0].frozen], s), w.shape)
-                    for m, s, w in zip(self.layers, learned, latents)]
+        learned = [m.parametrizations.weight[0].scale for m in self.layers]
         return project_layers(latents, first.pool, first.pool_unit, groups, learned)
 
     def fill(self, module: nn.Module, args: tuple) -> None:
@@ -356,18 +335,6 @@ def attach(model: nn.Module, pool: torch.Tensor, layers: list[str], scale: str =
     return model
 
 
-def freeze(model: nn.Module, pool: torch.Tensor, layers: list[str]) -> None:
-    modules = dict(model.named_modules())
-    idx = indices(model, pool, layers)
-    for n in layers:
-        proj = modules[n].parametrizations.weight[0]
-        proj.frozen = idx[n].long().to(proj.pool.device)
-        if PER_CHANNEL_REFIT and proj.scale is not None and proj.scale.numel() == 1:
-            out = modules[n].parametrizations.weight.original.shape[0]
-            proj.scale = nn.Parameter(proj.scale.detach().expand(out).clone())
-        modules[n].parametrizations.weight.original.requires_grad_(False)
-
-
 def projected_weights(model: nn.Module) -> list[torch.Tensor]:
     """The projected weights of every layer attached to ``model``, computed the way its forward
     pass does (all layers batched, with gradient); for measuring the projection's cost per step."""
@@ -405,8 +372,8 @@ def scales(model: nn.Module, pool: torch.Tensor, layers: list[str], scale: str) 
     modules = dict(model.named_modules())
     out = {}
     for name in layers:
-        if parametrize.is_parametrized(modules[name], "weight") and modules[name].parametrizations.weight[0].learned_scale() is not None:
-            out[name] = modules[name].parametrizations.weight[0].learned_scale().detach().float().cpu().clone()
+        if parametrize.is_parametrized(modules[name], "weight") and modules[name].parametrizations.weight[0].scale is not None:
+            out[name] = modules[name].parametrizations.weight[0].scale.detach().float().cpu().clone()
             continue
         latent = _latent_weight(modules[name]).detach().float()
         v = to_vectors(latent).contiguous()
