@@ -17,15 +17,15 @@ RETRAIN = {"epochs": 5, "batch_size": 32, "lr": 0.02, "schedule": "cosine"}
 
 @pytest.fixture(scope="module")
 def mlp3(digits_h5, tmp_path_factory):
-    """mlp3 (64-256-128-10, ReLU, no BatchNorm) trained on digits; then for pool_scale none and
-    channel: the pool of 64 (pool_fc) and the network retrained with it."""
+    """mlp3 (64-256-128-10, ReLU, no BatchNorm) trained on digits; then for pool_scale none, channel,
+    channel_learned and layer_learned: the pool of 64 (pool_fc) and the network retrained with it."""
     from wp.models import registry
 
     saved = {name: dict(getattr(registry, name)) for name in ("_BUILDERS", "_ORIGIN", "_LOADED")}
     models.load_file(REPO / "examples" / "bn_free.py")
     d = tmp_path_factory.mktemp("mlp3")
     out = {"dir": d, "float": pretrain.run(digits_h5, "mlp3", hparams(PRETRAIN), d / "pre.pt", d / "pre.json", seed=0, device="cpu")}
-    for mode in ("none", "channel", "channel_learned"):
+    for mode in ("none", "channel", "channel_learned", "layer_learned"):
         cluster.run(d / "pre.pt", "mlp3", 64, d / f"pool_{mode}.h5", **stage_kw("cluster", seed=0, pool_fc=True, scale=mode, device="cpu"))
         out[mode] = wp_train.run(digits_h5, d / "pre.pt", d / f"pool_{mode}.h5", "mlp3", hparams(RETRAIN),
                                  d / f"wp_{mode}.pt", d / f"wp_{mode}.json", seed=0, device="cpu")
@@ -34,12 +34,16 @@ def mlp3(digits_h5, tmp_path_factory):
         setattr(registry, name, value)
 
 
-def test_a_bn_free_network_keeps_its_accuracy_with_a_scaled_pool(mlp3):
-    float_top1, plain, scaled = mlp3["float"]["test_top1"], mlp3["none"]["test_top1"], mlp3["channel"]["test_top1"]
+@pytest.mark.parametrize("mode", ["channel", "channel_learned", "layer_learned"])
+def test_a_bn_free_network_keeps_its_accuracy_with_a_scaled_pool(mlp3, mode):
+    """The same network, pool size, seed and retraining: without a scale it falls apart, with each
+    scale it stays within a loose bound of the float network."""
+    float_top1, plain, scaled = mlp3["float"]["test_top1"], mlp3["none"]["test_top1"], mlp3[mode]["test_top1"]
     assert float_top1 > 85
     assert plain < float_top1 - 5  # the paper's pool: nothing absorbs the pool vectors' scale
     assert scaled > float_top1 - 4  # a loose bound (digits: 359 test images, 5 epochs)
-    assert mlp3["channel"]["direct_top1"] > mlp3["none"]["direct_top1"] + 10
+    assert scaled > plain + 3
+    assert mlp3[mode]["pool_scale"] == mode and mlp3[mode]["direct_top1"] > mlp3["none"]["direct_top1"] + 10
 
 
 def test_the_option_is_recorded_in_pool_file_checkpoint_and_metrics(mlp3, digits_h5, tmp_path):
