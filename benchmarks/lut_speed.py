@@ -108,7 +108,7 @@ def layer_inputs(spec, args, gen: torch.Generator):
     pool = torch.randn(args.k, 8, generator=gen)
     indices = torch.randint(0, args.k, (out_c * k * k * in_c // 8,), generator=gen)
     table = lut.build_table(pool.double())
-    tcodes, _ = quant.table_codes(table, args.lut_bits, quant.table_range(table, indices), "strict")
+    tcodes, _ = lut.table_codes(table, args.lut_bits, lut.table_range(table, indices), "strict")
     return codes, indices, tcodes, (out_c, in_c, k, k)
 
 

@@ -131,11 +131,11 @@ def test_selection_settings_are_their_own_group(digits_h5):
 
     import yaml
 
-    from wp import recipes, selection, train
+    from wp import recipes, selection, settings, train
 
     keys = set(selection.KEYS)
     assert keys == {"train_subset", "test_subset", "selection", "val_fraction"} and keys <= set(train.HPARAM_DEFAULTS)
-    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    schema = yaml.safe_load(settings.schema_path().read_text())
     training = schema["definitions"]["training"]["properties"]
     assert all(training[k]["description"].startswith("data selection:") for k in keys)
     hp = recipes.resolve({"recipe": "smoke", "hparams": {"wp_train": {"test_subset": 50}}}, "wp_train", "tinyconv")

@@ -89,7 +89,7 @@ def test_quant_eval_scores_the_images_wp_train_recorded(digits_h5, wp16, tmp_pat
     assert rec["stage"] == "wp_train" and torch.equal(rec["test"], torch.from_numpy(mine.test))
     # ... and quant_eval scores those images, whatever selection settings it is handed (it reads, never re-derives)
     q = quant_eval.run(digits_h5, wp16 / "wp16.pt", "tinyconv", 8, None, hparams({**HP, "test_subset": 40, "train_subset": 100}),
-                       tmp_path / "q.json", seed=0, device="cpu")
+                       tmp_path / "q.json", **stage_kw("quant_eval", seed=0, device="cpu"))
     wp = json.loads((wp16 / "wp16.json").read_text())
     test = selection.images(ds.test, rec["test"].numpy(), torch.device("cpu"))
     assert q["scored_on"] == wp["scored_on"] == selection.digest(test) and q["test_images"] == len(rec["test"])
