@@ -107,7 +107,7 @@ def kmeans_columns(model: torch.nn.Module, args, device: torch.device) -> dict:
     vectors, _ = pool.model_vectors(model, layers)
     if 0 < args.kmeans_vectors < len(vectors):
         vectors = vectors[torch.randperm(len(vectors), generator=torch.Generator().manual_seed(0))[: args.kmeans_vectors]]
-    ours = kmeans(vectors, args.k, seed=0, max_iter=args.kmeans_max_iter, device=device)
+    ours = kmeans(vectors, args.k, seed=0, init="kmeans++", max_iter=args.kmeans_max_iter, tol=1e-4, device=device)
     row = {"kmeans_vectors": len(vectors), "k": args.k, "kmeans_s": ours.seconds, "kmeans_iterations": ours.iterations,
            "kmeans_converged": ours.converged,
            "kmeans_inertia": ours.inertia, "kmeans_pytorch_s": "n/a", "kmeans_pytorch_inertia": "n/a"}

@@ -59,7 +59,7 @@ def variant(v: str, ckpt: dict, ds, base: dict) -> dict:
     if v == "long":
         hp["epochs"] = 2 * hp["epochs"]
     vectors, counts = pool.model_vectors(model, layers, kmeans_scale)
-    res = kmeans(vectors, K, seed=0, max_iter=300)
+    res = kmeans(vectors, K, seed=0, init="kmeans++", max_iter=300, tol=1e-4)
     centers = res.centers
     # per layer: mean norm of its z-vectors (as clustered) and of the pool vectors they are assigned
     norms = {name: [round(float(v.norm(dim=1).mean()), 4), round(float(centers[lab].norm(dim=1).mean()), 4)]

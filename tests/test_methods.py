@@ -7,10 +7,16 @@ import pytest
 import torch
 import torch.nn as nn
 
+from wp.settings import default
 from wp import WPError, checkpoint, compression, config, models, selection
 from wp.methods import layers as layer_choice, prune, sharing, ternary, valueset
 from wp.stages import compare
 from wp.train import Tensors, fit, hparams
+
+# the value-set and sharing settings the schema declares (compare.valueset / compare.sharing)
+_T = default("compare.valueset.temperature")
+VS = {"t0": _T["start"], "decay": _T["decay"], "t_min": _T["min"], "sharpness": default("compare.valueset.sharpness")}
+SHARING_ITER = default("compare.sharing.max_iter")
 
 
 def tiny(seed=0):
@@ -162,7 +168,7 @@ def test_ternary_footprint_by_hand():
 def test_searched_weights_lie_in_the_value_set():
     m = tiny()
     vals = valueset.values("pow2_4")
-    (p,) = valueset.attach(m, ["3"], vals)
+    (p,) = valueset.attach(m, ["3"], vals, **VS)
     scale = float(p.scale)
     before = valueset.choices(m, ["3"])["3"]
     train_a_little(m, on_step=lambda opt: p.advance(4), lr=50.0)  # a learning rate that moves the logits
@@ -178,7 +184,7 @@ def test_searched_weights_lie_in_the_value_set():
 
 def test_valueset_forward_is_hard_and_gradient_soft():
     vals = valueset.values("pm1_half")
-    p = valueset.ValueSetWeight(vals, scale=0.5, t0=2.0)
+    p = valueset.ValueSetWeight(vals, scale=0.5, **{**VS, "t0": 2.0})
     logits = torch.randn(3, 4, requires_grad=True)
     w = p(logits)
     assert torch.equal(w.detach(), 0.5 * vals[logits.argmax(-1)])
@@ -191,9 +197,9 @@ def test_valueset_forward_is_hard_and_gradient_soft():
 def test_warm_start_picks_the_nearest_value_and_sharpness_zero_is_uniform():
     vals = valueset.values("pm1_half")
     w = torch.tensor([0.9, -0.4, 0.2, -0.8])
-    logits = valueset.ValueSetWeight(vals, scale=1.0).right_inverse(w)
+    logits = valueset.ValueSetWeight(vals, scale=1.0, **VS).right_inverse(w)
     assert vals[logits.argmax(-1)].tolist() == [1.0, -0.5, 0.5, -1.0]
-    flat = valueset.ValueSetWeight(vals, scale=1.0, sharpness=0.0).right_inverse(w)
+    flat = valueset.ValueSetWeight(vals, scale=1.0, **{**VS, "sharpness": 0.0}).right_inverse(w)
     assert torch.allclose(flat, torch.full_like(flat, np.log(0.25)), atol=1e-5)
 
 
@@ -226,15 +232,15 @@ def test_unknown_value_set_is_refused():
 @pytest.mark.parametrize("k", [2, 4, 16])
 def test_sharing_uses_at_most_k_values(k):
     w = torch.randn(32, 16, 3, 3)
-    shared, used = sharing.share(w, k)
+    shared, used = sharing.share(w, k, SHARING_ITER)
     assert shared.shape == w.shape and len(torch.unique(shared)) == used <= k
 
 
 def test_kmeans_1d_finds_well_separated_clusters():
     w = torch.cat([torch.full((10,), -1.0), torch.full((5,), 0.25), torch.full((7,), 2.0)])
-    centroids, labels = sharing.kmeans_1d(w[torch.randperm(22)], 3)
+    centroids, labels = sharing.kmeans_1d(w[torch.randperm(22)], 3, SHARING_ITER)
     assert centroids.tolist() == [-1.0, 0.25, 2.0]
-    shared, used = sharing.share(w, 3)
+    shared, used = sharing.share(w, 3, SHARING_ITER)
     assert torch.equal(shared, w) and used == 3
 
 

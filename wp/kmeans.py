@@ -77,8 +77,7 @@ def _init_centers(x: torch.Tensor, x_unit: torch.Tensor, k: int, init: str, gen:
     return x[torch.tensor(chosen, device=x.device)].clone()
 
 
-def kmeans(x: torch.Tensor, k: int, *, seed: int = 0, init: str = "kmeans++", max_iter: int = 100,
-           tol: float = 1e-4, device: str | torch.device = "cpu") -> KMeansResult:
+def kmeans(x: torch.Tensor, k: int, *, seed: int, init: str, max_iter: int, tol: float, device: str | torch.device = "cpu") -> KMeansResult:
     """Cluster the rows of ``x`` into ``k`` centres (cosine assignment, mean centres).
 
     Stops when no assignment changes, when the squared total centre shift falls below ``tol``

@@ -40,7 +40,7 @@ def check_budget(budget: float) -> float:
     return float(budget)
 
 
-def kmeans_1d(weight: torch.Tensor, k: int, max_iter: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
+def kmeans_1d(weight: torch.Tensor, k: int, max_iter: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(sorted centroids, each weight's centroid index in the weight's shape) of 1-D k-means with
     linear initialisation. Centroids of clusters that end up empty are kept but unused."""
     if k < 2:
@@ -60,7 +60,7 @@ def kmeans_1d(weight: torch.Tensor, k: int, max_iter: int = 100) -> tuple[torch.
     return centroids.to(weight.dtype), labels.reshape(weight.shape)
 
 
-def share(weight: torch.Tensor, k: int, max_iter: int = 100) -> tuple[torch.Tensor, int]:
+def share(weight: torch.Tensor, k: int, max_iter: int) -> tuple[torch.Tensor, int]:
     """The weight with every entry replaced by its centroid, and the number of clusters in use."""
     centroids, labels = kmeans_1d(weight, k, max_iter)
     return centroids[labels], int(torch.unique(labels).numel())

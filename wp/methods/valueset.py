@@ -76,8 +76,7 @@ class ValueSetWeight(nn.Module):
     """Parametrization: logits (weight shape × |V|) → ``scale · V[argmax]`` in the forward pass, with the
     tempered softmax's gradient. Temperature and step count are buffers, so resuming restores them."""
 
-    def __init__(self, vals: torch.Tensor, scale: float, t0: float = 1.0, decay: float = 0.97, t_min: float = 1e-5,
-                 sharpness: float = 1e-3):
+    def __init__(self, vals: torch.Tensor, scale: float, *, t0: float, decay: float, t_min: float, sharpness: float):
         super().__init__()
         self.sharpness = sharpness
         self.register_buffer("values", vals.clone().float())
@@ -114,14 +113,14 @@ class ValueSetWeight(nn.Module):
         self.temperature.fill_(max(self.t0 * self.decay**epoch, self.t_min))
 
 
-def attach(model: nn.Module, layers: list[str], vals: torch.Tensor, t0: float = 1.0, decay: float = 0.97,
-           t_min: float = 1e-5, sharpness: float = 1e-3) -> list[ValueSetWeight]:
+def attach(model: nn.Module, layers: list[str], vals: torch.Tensor, *, t0: float, decay: float, t_min: float,
+           sharpness: float) -> list[ValueSetWeight]:
     """Replace each layer's weight by logits over ``vals`` (in place); returns the parametrizations."""
     modules = dict(model.named_modules())
     out = []
     for name in layers:
         weight = modules[name].weight
-        p = ValueSetWeight(vals, fit_scale(weight, vals), t0, decay, t_min, sharpness).to(weight.device)
+        p = ValueSetWeight(vals, fit_scale(weight, vals), t0=t0, decay=decay, t_min=t_min, sharpness=sharpness).to(weight.device)
         parametrize.register_parametrization(modules[name], "weight", p, unsafe=True)
         out.append(p)
     return out
