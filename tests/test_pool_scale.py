@@ -43,7 +43,9 @@ def test_a_bn_free_network_keeps_its_accuracy_with_a_scaled_pool(mlp3, mode):
     assert plain < float_top1 - 5  # the paper's pool: nothing absorbs the pool vectors' scale
     assert scaled > float_top1 - 4  # a loose bound (digits: 359 test images, 5 epochs)
     assert scaled > plain + 3
-    assert mlp3[mode]["pool_scale"] == mode and mlp3[mode]["direct_top1"] > mlp3["none"]["direct_top1"] + 10
+    # before retraining a scale per output channel recovers much more than one per layer
+    margin = 10 if mode.startswith("channel") else 5
+    assert mlp3[mode]["pool_scale"] == mode and mlp3[mode]["direct_top1"] > mlp3["none"]["direct_top1"] + margin
 
 
 def test_the_option_is_recorded_in_pool_file_checkpoint_and_metrics(mlp3, digits_h5, tmp_path):
