@@ -96,7 +96,8 @@ def lut_eval_images_per_s(model: torch.nn.Module, centers: torch.Tensor, layers:
     in place."""
     batch = [batch_input(data.images[: hp["eval_batch_size"]])]
     ranges = quant.calibrated_ranges(model, layers, batch, device=device, method="max")
-    lut_model = lutnet.convert(model, centers, pool.indices(model, centers, layers), ranges, act_bits=8, lut_bits=8)
+    lut_model = lutnet.convert(model, centers, pool.indices(model, centers, layers), ranges, act_bits=8, lut_bits=8,
+                               lut_mode="strict", signed_mode="twos")
     return eval_images_per_s(lut_model, data, hp, device, amp="off")  # LUT arithmetic stays exact
 
 

@@ -21,6 +21,7 @@ from conftest import REPO, copy_workflow, planned, pooled_model, snakemake, stag
 
 from wp import WPError, c_header, checkpoint, data, export, export_load, lut, lutnet, pool, selection, tables
 from wp.selection import splits
+from wp.settings import default
 from wp.stages import act_train, quant_eval
 from wp.stages import export as export_stage
 from wp.train import as_float, hparams
@@ -68,7 +69,8 @@ def lutnet_from_checkpoint(digits_h5, ckpt_path, network, act_bits, lut_bits, **
     ranges = lutnet.act_ranges(ckpt, model, train, kw.pop("calibration_images", 512), 0, bits=act_bits,
                                    method=kw.pop("act_range", "mse"))
     return lutnet.convert(model, ckpt["pool"], ckpt["indices"], ranges, act_bits, lut_bits,
-                          scales=checkpoint.pool_scale(ckpt)[1], **kw)
+                          scales=checkpoint.pool_scale(ckpt)[1],
+                          **{"lut_mode": default("sweeps.lut_mode"), "signed_mode": default("sweeps.signed_mode"), **kw})
 
 
 def digits_images(digits_h5, n=128):

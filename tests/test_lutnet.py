@@ -22,9 +22,9 @@ def test_exact_table_network_equals_quantized_activation_network(network, act_bi
     ranges = quant.calibrated_ranges(m, list(idx), [x], method="max")
     if network != "resnet_mlperf":
         assert any(signed for _, signed in ranges.values())  # BN outputs feed these layers
-    ref = lutnet.convert(copy.deepcopy(m), centers, idx, ranges, act_bits, None, use_table=False)
+    ref = lutnet.convert(copy.deepcopy(m), centers, idx, ranges, act_bits, None, use_table=False, lut_mode="strict", signed_mode="twos")
     for signed_mode in ("twos", "split"):
-        lut_net = lutnet.convert(copy.deepcopy(m), centers, idx, ranges, act_bits, None, signed_mode=signed_mode)
+        lut_net = lutnet.convert(copy.deepcopy(m), centers, idx, ranges, act_bits, None, signed_mode=signed_mode, lut_mode="strict")
         assert sum(isinstance(mod, lutnet.LUTLayer) for mod in lut_net.modules()) == len(idx)
         with torch.no_grad():
             torch.testing.assert_close(lut_net(x), ref(x), rtol=1e-9, atol=1e-9)
@@ -34,11 +34,11 @@ def test_no_table_convert_attaches_quantizers_and_equals_conv_of_fake_quantized_
     m, centers, idx = pooled_model("tinyconv")
     keys = set(m.state_dict())
     ranges = {name: (2.0, True) for name in idx}
-    lutnet.convert(m, centers, idx, ranges, 5, None, use_table=False)
+    lutnet.convert(m, centers, idx, ranges, 5, None, use_table=False, lut_mode="strict", signed_mode="twos")
     assert set(quant.quantizers(m)) == set(idx) and keys < set(m.state_dict())  # layers kept, keys kept
     x = torch.randn(2, 32, 9, 9, dtype=torch.float64)
     torch.testing.assert_close(m.conv2(x), lutnet.reference_conv(x, m.conv2, 5, 2.0, True))
-    lutnet.convert(m, centers, idx, {name: (4.0, False) for name in idx}, 3, None, use_table=False)  # replaces them
+    lutnet.convert(m, centers, idx, {name: (4.0, False) for name in idx}, 3, None, use_table=False, lut_mode="strict", signed_mode="twos")  # replaces them
     assert {(q.bits, q.rng, q.signed) for q in quant.quantizers(m).values()} == {(3, 4.0, False)}
 
 
@@ -84,9 +84,9 @@ def test_weights_that_are_not_pool_vectors_are_refused():
 def test_convert_needs_a_range_for_every_pooled_layer_and_a_table_for_lut_bits():
     m, centers, idx = pooled_model("tinyconv")
     with pytest.raises(WPError, match="no activation range"):
-        lutnet.convert(m, centers, idx, {"conv2": (1.0, True)}, 8, None)
+        lutnet.convert(m, centers, idx, {"conv2": (1.0, True)}, 8, None, lut_mode="strict", signed_mode="twos")
     with pytest.raises(WPError, match="needs the table"):
-        lutnet.convert(m, centers, idx, {n: (1.0, True) for n in idx}, 8, 8, use_table=False)
+        lutnet.convert(m, centers, idx, {n: (1.0, True) for n in idx}, 8, 8, use_table=False, lut_mode="strict", signed_mode="twos")
 
 
 def test_pooled_linear_runs_from_the_table():
@@ -128,9 +128,9 @@ def test_exact_table_network_with_pool_scales_equals_quantized_activation_networ
         lutnet.check_indices(m, centers, idx)
     x = torch.rand(4, 1, 12, 12, dtype=torch.float64)
     ranges = quant.calibrated_ranges(m, list(idx), [x], method="max")
-    ref = lutnet.convert(copy.deepcopy(m), centers, idx, ranges, 6, None, use_table=False)
-    lut_net = lutnet.convert(copy.deepcopy(m), centers, idx, ranges, 6, None, scales=scales)
-    unscaled = lutnet.convert(copy.deepcopy(m), centers, idx, ranges, 6, None)
+    ref = lutnet.convert(copy.deepcopy(m), centers, idx, ranges, 6, None, use_table=False, lut_mode="strict", signed_mode="twos")
+    lut_net = lutnet.convert(copy.deepcopy(m), centers, idx, ranges, 6, None, scales=scales, lut_mode="strict", signed_mode="twos")
+    unscaled = lutnet.convert(copy.deepcopy(m), centers, idx, ranges, 6, None, lut_mode="strict", signed_mode="twos")
     with torch.no_grad():
         torch.testing.assert_close(lut_net(x), ref(x), rtol=1e-9, atol=1e-9)
         for name in idx:  # each LUT layer's output is its unscaled output times its scales

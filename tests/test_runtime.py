@@ -98,7 +98,7 @@ def test_input_quantizer_rounds_half_steps_like_python(tmp_path):
     """The runtime's input quantizer equals quant.act_codes (torch.round: ties to even) on exact half steps."""
     m, centers, idx = pooled_model("tinyconv", 1, 16, torch.float32, 12, 1)
     x = torch.rand(6, 1, 12, 12) * 2 - 1
-    lutnet.convert(m, centers, idx, quant.calibrated_ranges(m, list(idx), [x], method="max"), 4, 8)
+    lutnet.convert(m, centers, idx, quant.calibrated_ranges(m, list(idx), [x], method="max"), 4, 8, lut_mode="strict", signed_mode="twos")
     prog = intnet.compile(m, x)
     spec = prog.tensors[prog.ops[0]["out"]].spec
     halves = (torch.arange(-72, 72, dtype=torch.float32) + 0.5) * spec.step  # every value a tie
@@ -117,7 +117,7 @@ def test_mobilenet_runtime_equals_integer_emulation(tmp_path):
     """MobileNet-v2: depthwise int8 convs, signed block outputs (linear bottlenecks), 1x1 shortcuts."""
     m, centers, idx = pooled_model("mobilenet_v2", 0, 16, torch.float32, 12, 1)
     x = torch.rand(4, 1, 12, 12)
-    lutnet.convert(m, centers, idx, quant.calibrated_ranges(m, list(idx), [x], method="max"), 5, 8)
+    lutnet.convert(m, centers, idx, quant.calibrated_ranges(m, list(idx), [x], method="max"), 5, 8, lut_mode="strict", signed_mode="twos")
     prog = intnet.compile(m, x, variant="auto")
     assert sum(op["type"] == intnet.DWCONV8 for op in prog.ops) == 17
     assert sum(op["type"] == intnet.LUTCONV for op in prog.ops) == len(idx)
@@ -143,7 +143,7 @@ def test_tinyconv_pooled_fc_after_flatten(tmp_path, image_size, act_bits):
     with torch.no_grad():
         m.train()(x)  # BN statistics of these images
     m.eval()
-    lutnet.convert(m, centers, idx, quant.calibrated_ranges(m, list(idx), [x], method="max"), act_bits, 8)
+    lutnet.convert(m, centers, idx, quant.calibrated_ranges(m, list(idx), [x], method="max"), act_bits, 8, lut_mode="strict", signed_mode="twos")
     assert isinstance(m.fc1, lutnet.LUTLayer) and m.fc1.is_linear
     for variant in ("plain", "cache", "precompute"):
         prog = intnet.compile(m, x, variant=variant)
@@ -182,7 +182,7 @@ def test_missing_toolchain_is_one_line(monkeypatch):
 def test_m3_runtime_logits_and_exact_counts(tmp_path):
     m, centers, idx = pooled_model("resnet_mlperf", 2, 64, torch.float32, 8, 3)
     x = torch.rand(4, 3, 8, 8)
-    lutnet.convert(m, centers, idx, quant.calibrated_ranges(m, list(idx), [x], method="max"), 4, 8)
+    lutnet.convert(m, centers, idx, quant.calibrated_ranges(m, list(idx), [x], method="max"), 4, 8, lut_mode="strict", signed_mode="twos")
     prog = intnet.compile(m, x, variant="auto")
     logits, _ = intnet.run(prog, x[:1])
     elf = mcu.build_m3(prog, tmp_path)
@@ -204,7 +204,7 @@ def test_block_count_is_every_issued_instruction(tmp_path):
 
     m, centers, idx = pooled_model("tinyconv", 3, 32, torch.float32, 4, 1)
     x = torch.rand(2, 1, 4, 4)
-    lutnet.convert(m, centers, idx, quant.calibrated_ranges(m, list(idx), [x], method="max"), 3, 8)
+    lutnet.convert(m, centers, idx, quant.calibrated_ranges(m, list(idx), [x], method="max"), 3, 8, lut_mode="strict", signed_mode="twos")
     prog = intnet.compile(m, x, variant="precompute")
     emu = mcu.Emulator(mcu.build_m3(prog, tmp_path))
     blocks, executed = collections.Counter(), collections.Counter()
@@ -233,7 +233,7 @@ def test_qemu_icount_equals_unicorn_count(tmp_path):
     """QEMU's mps2-an385 (Cortex-M3, -icount shift=0, one logged instruction per block) counts, for one pooled
     3x3 layer run on a zero image, exactly the instructions per op and in all that unicorn's block counter does."""
     m, centers, idx = pooled_model("resnet_mlperf", 2, 16, torch.float32, 8, 3)
-    lutnet.convert(m, centers, idx, quant.calibrated_ranges(m, list(idx), [torch.rand(2, 3, 8, 8)], method="max"), 4, 8)
+    lutnet.convert(m, centers, idx, quant.calibrated_ranges(m, list(idx), [torch.rand(2, 3, 8, 8)], method="max"), 4, 8, lut_mode="strict", signed_mode="twos")
     layer = m.get_submodule("layer1.0.conv2")
     assert isinstance(layer, lutnet.LUTLayer)
     prog = intnet.compile_layer(layer, torch.rand(2, 16, 4, 4), variant="cache")

@@ -126,7 +126,7 @@ def check_indices(model: nn.Module, pool: torch.Tensor, indices: dict[str, torch
 
 def convert(model: nn.Module, pool: torch.Tensor, indices: dict[str, torch.Tensor],
             ranges: dict[str, tuple[float, bool]], act_bits: int, lut_bits: int | None, *,
-            lut_mode: str = "strict", signed_mode: str = "twos", use_table: bool = True,
+            lut_mode: str, signed_mode: str, use_table: bool = True,
             scales: dict[str, torch.Tensor] | None = None) -> nn.Module:
     """Replace (in place) every pooled layer named in ``indices`` by its deployed version and return the
     model: a :class:`LUTLayer` when ``use_table`` (its table quantized to ``lut_bits``, or the exact float

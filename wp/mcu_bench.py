@@ -55,7 +55,7 @@ def synthetic(network: str, k: int | None, act_bits: int, lut_bits: int = 8, see
     model.eval()
     if k is not None:
         ranges = quant.calibrated_ranges(model, layers, [images], method="max")
-        lutnet.convert(model, centers, indices, ranges, act_bits, lut_bits)
+        lutnet.convert(model, centers, indices, ranges, act_bits, lut_bits, lut_mode="strict", signed_mode="twos")  # what wp/runtime_c implements
     return model, images
 
 
@@ -123,7 +123,7 @@ def _layer_measure(c_in: int, filters: int, size: int, k: int | None, bits: int,
         w, idx = pool.project(conv.weight.data, centers)
         conv.weight.data.copy_(w)
         holder = nn.Sequential(conv)
-        lutnet.convert(holder, centers, {"0": idx}, {"0": (1.0, False)}, bits, 8)
+        lutnet.convert(holder, centers, {"0": idx}, {"0": (1.0, False)}, bits, 8, lut_mode="strict", signed_mode="twos")  # what wp/runtime_c implements
         conv = holder[0]
     prog = intnet.compile_layer(conv, images, variant=variant)
     m = measure(prog, build, images[0])
