@@ -155,6 +155,15 @@ def md_option(parser: argparse.ArgumentParser) -> None:
     cli_only(parser, "--md", default=None, help="also write the table as markdown to this file (default: none)")
 
 
+def mcu_options(parser: argparse.ArgumentParser) -> None:
+    """The settings every emulated Cortex-M3 measurement takes: ``--build`` (where its headers and images
+    go), the cycle estimate's ``--cpi`` and ``--wait-states``, and ``--seed`` (its random weights)."""
+    parser.add_argument("--build", required=True, help="directory for the generated headers and images")
+    setting(parser, "--cpi", "mcu.cpi")
+    setting(parser, "--wait-states", "mcu.wait_states")
+    setting(parser, "--seed", "seed")
+
+
 def stop_option(parser: argparse.ArgumentParser) -> None:
     """Tests only: SIGKILL the job after that training epoch."""
     cli_only(parser, "--stop-after-epoch", type=int, default=None, help=argparse.SUPPRESS)

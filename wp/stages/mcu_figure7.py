@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from wp import mcu, mcu_bench, tables
+from wp import mcu, mcu_bench, settings, tables
 from wp.io import atomic_path
 from wp.settings import cli_only, setting
 
@@ -17,10 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     cli_only(p, "--bits", type=int, default=8, help="activation bits of the layers (default: 8, as the paper's figure 7)")
     p.add_argument("--out", required=True)
     p.add_argument("--png", required=True)
-    p.add_argument("--build", required=True, help="directory for the generated headers and images")
-    setting(p, "--cpi", "mcu.cpi")
-    setting(p, "--wait-states", "mcu.wait_states")
-    setting(p, "--seed", "seed")
+    settings.mcu_options(p)
 
 
 def main(args: argparse.Namespace) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from wp import mcu, mcu_bench, models
+from wp import mcu, mcu_bench, models, settings
 from wp.io import atomic_path
 from wp.settings import cli_only, setting
 
@@ -20,10 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     cli_only(p, "--table6", help="tables/table6.csv (with --min-bits table6; default: none)")
     p.add_argument("--out", required=True)
     p.add_argument("--md", required=True)
-    p.add_argument("--build", required=True, help="directory for the generated headers and images")
-    setting(p, "--cpi", "mcu.cpi")
-    setting(p, "--wait-states", "mcu.wait_states")
-    setting(p, "--seed", "seed")
+    settings.mcu_options(p)
 
 
 def main(args: argparse.Namespace) -> None:
