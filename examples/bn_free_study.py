@@ -20,10 +20,12 @@ cached in DIR. Variants (each from the same float network, printed as one ``RESU
 - ``layer_rawkm`` / ``channel_rawkm``: the scale, but k-means on the raw z-vectors;
 - ``layer_learned`` / ``channel_learned``: the scale a parameter trained by gradient (least-squares start);
 - ``lowlr`` / ``long``: no scale, retraining at lr 0.01 / for twice the epochs;
-- any of them with ``+long`` / ``+lowlr``: retraining for twice the epochs / at lr 0.01.
+- any of them with ``+long`` / ``+lowlr``: retraining for twice the epochs / at lr 0.01;
+- any of them with ``+seedN``: seed N for the k-means and the retraining (the float network stays seed 0).
 """
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -43,7 +45,9 @@ def variant(v: str, ckpt: dict, ds, base: dict) -> dict:
     model = checkpoint.build(ckpt)
     layers = pool.pooled_layers(model, pool_fc=True)
     hp = dict(base)
-    suffix = "".join(m for m in ("+long", "+lowlr") if m in v)
+    seed = int(m.group(1)) if (m := re.search(r"\+seed(\d+)", v)) else 0
+    v = re.sub(r"\+seed\d+", "", v)
+    suffix = "".join(m for m in ("+long", "+lowlr") if m in v) + (f"+seed{seed}" if seed else "")
     if "+long" in v:
         hp["epochs"], v = 2 * hp["epochs"], v.replace("+long", "")
     if "+lowlr" in v:
@@ -59,17 +63,17 @@ def variant(v: str, ckpt: dict, ds, base: dict) -> dict:
     if v == "long":
         hp["epochs"] = 2 * hp["epochs"]
     vectors, counts = pool.model_vectors(model, layers, kmeans_scale)
-    res = kmeans(vectors, K, seed=0, init="kmeans++", max_iter=300, tol=1e-4)
+    res = kmeans(vectors, K, seed=seed, init="kmeans++", max_iter=300, tol=1e-4)
     centers = res.centers
     # per layer: mean norm of its z-vectors (as clustered) and of the pool vectors they are assigned
     norms = {name: [round(float(v.norm(dim=1).mean()), 4), round(float(centers[lab].norm(dim=1).mean()), 4)]
              for name, v, lab in zip(layers, vectors.split(counts), res.labels.split(counts))}
     train, _, test = splits(ds, hparams(hp), 0, torch.device("cpu"))
     float_top1 = evaluate(model, test, 1024)
-    seed_everything(0)
+    seed_everything(seed)
     pool.attach(model, centers, layers, scale)
     direct = evaluate(model, test, 1024)
-    fit(model, train, hparams(hp), seed=0, augment=augment_for(ds))
+    fit(model, train, hparams(hp), seed=seed, augment=augment_for(ds))
     return {"variant": v + suffix, "float": float_top1,
             "direct": direct, "wp64": evaluate(model, test, 1024), "epochs": hp["epochs"], "lr": hp["lr"], "vectors": counts, "norms": norms}
 

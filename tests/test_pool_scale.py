@@ -2,6 +2,8 @@
 stages carry the option (pool file, checkpoint, metrics, quant_eval), and with a scale the pool of 64
 keeps the float network's accuracy where the paper's pool without scale loses it."""
 
+import math
+
 import pytest
 import torch
 
@@ -134,3 +136,44 @@ def test_a_learned_layer_scale_is_one_parameter_started_at_the_layer_fit():
     assert s.shape == (1,) and torch.allclose(s.detach(), (w * p).sum() / (p * p).sum(), atol=1e-6)
     x = torch.randn(2, 16)
     assert torch.allclose(model(x), x @ (s.detach() * p).T + model[0].bias, atol=1e-5)
+
+
+def test_a_learned_scale_steps_as_its_groups_weights_would_and_stays_stable(monkeypatch):
+    """The scale's gradient is Σ grad · p times min(1, SCALE_STEP / Σ|p|²) (by hand here), and on a
+    wide layer, where the loss's curvature along the scale is Σ|p|² times a weight's, SGD that is
+    stable for the weights diverges on the plain gradient (SCALE_STEP infinite) and not on the scaled one
+    (SCALE_STEP set to 64 here, a quarter of the layer's Σ|p|² = 256)."""
+    monkeypatch.setattr(pool, "SCALE_STEP", 64.0)
+    def train(lr: float) -> list[float]:
+        torch.manual_seed(0)
+        lin = torch.nn.Linear(2048, 1, bias=False)
+        centers = torch.nn.functional.normalize(torch.randn(16, 8), dim=1)  # unit pool vectors: Σ|p|² = 256
+        pool.attach(torch.nn.Sequential(lin), centers, ["0"], "layer_learned")
+        opt = torch.optim.SGD(lin.parameters(), lr=lr)
+        x, target = torch.randn(256, 2048), torch.randn(256, 1)
+        losses = []
+        for _ in range(40):
+            loss = (lin(x) - target).square().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        return losses
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(2048, 1, bias=False)
+    centers = torch.nn.functional.normalize(torch.randn(16, 8), dim=1)
+    w = lin.weight.detach().clone()
+    p, _ = pool.project(w, centers)
+    pool.attach(torch.nn.Sequential(lin), centers, ["0"], "layer_learned")
+    x = torch.randn(3, 2048)
+    grad_out = torch.randn(3, 1)
+    lin(x).backward(grad_out)
+    assert torch.allclose((p * p).sum(), torch.tensor(256.0))
+    expect = ((grad_out.T @ x) * p).sum() * 64 / 256
+    assert torch.allclose(lin.parametrizations.weight[0].scale.grad, expect.reshape(1), rtol=1e-4)
+    stable = train(0.01)
+    assert all(math.isfinite(v) for v in stable) and stable[-1] < stable[0]
+    monkeypatch.setattr(pool, "SCALE_STEP", math.inf)
+    plain = train(0.01)
+    assert not all(math.isfinite(v) and v < 1e6 for v in plain)
