@@ -6,12 +6,11 @@ import math
 
 import pytest
 import torch
+from conftest import REPO, stage_kw
 
 from wp import WPError, checkpoint, models, pool, poolfile
 from wp.stages import act_train, cluster, pretrain, quant_eval, wp_train
 from wp.train import hparams
-
-from conftest import REPO, stage_kw
 
 PRETRAIN = {"epochs": 15, "batch_size": 32, "lr": 0.05, "schedule": "onecycle", "warmup_epochs": 0.5, "nesterov": True}
 RETRAIN = {"epochs": 5, "batch_size": 32, "lr": 0.02, "schedule": "cosine"}

@@ -43,8 +43,8 @@ from __future__ import annotations
 import fnmatch
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 from torch.nn.utils import parametrize
 
 from wp import WPError
