@@ -23,7 +23,8 @@ cached in DIR. Variants (each from the same float network, printed as one ``RESU
 - any of them with ``+long`` / ``+lowlr``: retraining for twice the epochs / at lr 0.01;
 - any of them with ``+seedN``: seed N for the k-means and the retraining (the float network stays seed 0);
 - any of them with ``+onlyNAME``: the same pool (k-means over every layer) replaces the z-vectors of
-  layer NAME alone (e.g. ``layer_learned+only1``); the other layers stay float and retrain with it.
+  layer NAME alone (e.g. ``layer_learned+only1``; ``+only1-3`` for layers 1 and 3); the other layers
+  stay float and retrain with it.
 """
 
 import json
@@ -49,8 +50,8 @@ def variant(v: str, ckpt: dict, ds, base: dict) -> dict:
     hp = dict(base)
     seed = int(m.group(1)) if (m := re.search(r"\+seed(\d+)", v)) else 0
     v = re.sub(r"\+seed\d+", "", v)
-    only = m.group(1) if (m := re.search(r"\+only([\w.]+)", v)) else None
-    v = re.sub(r"\+only[\w.]+", "", v)
+    only = m.group(1) if (m := re.search(r"\+only([\w.-]+)", v)) else None
+    v = re.sub(r"\+only[\w.-]+", "", v)
     suffix = "".join(m for m in ("+long", "+lowlr") if m in v) + (f"+only{only}" if only else "") + (f"+seed{seed}" if seed else "")
     if "+long" in v:
         hp["epochs"], v = 2 * hp["epochs"], v.replace("+long", "")
@@ -75,7 +76,7 @@ def variant(v: str, ckpt: dict, ds, base: dict) -> dict:
     train, _, test = splits(ds, hparams(hp), 0, torch.device("cpu"))
     float_top1 = evaluate(model, test, 1024)
     seed_everything(seed)
-    pool.attach(model, centers, [only] if only else layers, scale)
+    pool.attach(model, centers, only.split("-") if only else layers, scale)
     direct = evaluate(model, test, 1024)
     fit(model, train, hparams(hp), seed=seed, augment=augment_for(ds))
     return {"variant": v + suffix, "float": float_top1,
