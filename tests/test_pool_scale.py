@@ -143,10 +143,14 @@ def test_a_learned_scale_steps_as_its_groups_weights_would_and_stays_stable(monk
     stable for the weights diverges on the plain gradient (SCALE_STEP infinite) and not on the scaled one
     (SCALE_STEP set to 64 here, a quarter of the layer's Σ|p|² = 256)."""
     monkeypatch.setattr(pool, "SCALE_STEP", 64.0)
-    def train(lr: float) -> list[float]:
+
+    def wide_layer() -> tuple[torch.nn.Linear, torch.Tensor]:
+        """A 2048-input linear layer (256 z-vectors) and a pool of 16 unit vectors: Σ|p|² = 256."""
         torch.manual_seed(0)
-        lin = torch.nn.Linear(2048, 1, bias=False)
-        centers = torch.nn.functional.normalize(torch.randn(16, 8), dim=1)  # unit pool vectors: Σ|p|² = 256
+        return torch.nn.Linear(2048, 1, bias=False), torch.nn.functional.normalize(torch.randn(16, 8), dim=1)
+
+    def train(lr: float) -> list[float]:
+        lin, centers = wide_layer()
         pool.attach(torch.nn.Sequential(lin), centers, ["0"], "layer_learned")
         opt = torch.optim.SGD(lin.parameters(), lr=lr)
         x, target = torch.randn(256, 2048), torch.randn(256, 1)
@@ -159,9 +163,7 @@ def test_a_learned_scale_steps_as_its_groups_weights_would_and_stays_stable(monk
             losses.append(loss.item())
         return losses
 
-    torch.manual_seed(0)
-    lin = torch.nn.Linear(2048, 1, bias=False)
-    centers = torch.nn.functional.normalize(torch.randn(16, 8), dim=1)
+    lin, centers = wide_layer()
     w = lin.weight.detach().clone()
     p, _ = pool.project(w, centers)
     pool.attach(torch.nn.Sequential(lin), centers, ["0"], "layer_learned")

@@ -330,19 +330,18 @@ def attach(model: nn.Module, pool: torch.Tensor, layers: list[str], scale: str =
     modules = dict(model.named_modules())
     device = next(model.parameters()).device
     pool = pool.to(device)
-    start = None
-    if is_learned(scale):
-        fitted = scales(model, pool, layers, scale)
-        start = {n: (init_scales or {}).get(n, fitted[n]).to(device) for n in layers}
-        steps = scale_step(model, pool, layers, scale)
     for name in layers:
         groups = scale_groups(modules[name], scale)
-        learned = None if start is None else start[name]
+        learned = step = None
+        if is_learned(scale):
+            v, p = _projected(modules[name], pool)
+            given = (init_scales or {}).get(name)
+            learned = fit_scale(v, p, groups) if given is None else given.to(device)
+            step = scale_step(p, groups)
         projection = PoolProjection(pool, groups, learned)
         parametrize.register_parametrization(modules[name], "weight", projection)
-        if learned is not None:
-            factor = steps[name].to(device)
-            projection.scale.register_hook(lambda grad, factor=factor: grad * factor.to(grad.dtype))
+        if step is not None:
+            projection.scale.register_hook(lambda grad, step=step: grad * step)
     if layers:
         batch = _BatchedProjection([modules[name] for name in layers])
         handles = [model.register_forward_pre_hook(batch.fill),
@@ -391,25 +390,22 @@ def scales(model: nn.Module, pool: torch.Tensor, layers: list[str], scale: str) 
         if parametrize.is_parametrized(modules[name], "weight") and modules[name].parametrizations.weight[0].scale is not None:
             out[name] = modules[name].parametrizations.weight[0].scale.detach().float().cpu().clone()
             continue
-        latent = _latent_weight(modules[name]).detach().float()
-        v = to_vectors(latent).contiguous()
-        p = pool.to(v)[assign(v, pool.to(v))]
+        v, p = _projected(modules[name], pool)
         out[name] = fit_scale(v, p, scale_groups(modules[name], scale)).cpu()
     return out
 
 
-def scale_step(model: nn.Module, pool: torch.Tensor, layers: list[str], scale: str) -> dict[str, torch.Tensor]:
-    """Per pooled layer, the factor (float32, 1 or one per output channel) its learned scales' gradient
-    is multiplied by: ``min(1, SCALE_STEP / Σ|p_i|²)`` over the group's pool vectors as the latent
-    weights project now (module docstring)."""
-    modules = dict(model.named_modules())
-    out = {}
-    for name in layers:
-        v = to_vectors(_latent_weight(modules[name]).detach().float()).contiguous()
-        p = pool.to(v)[assign(v, pool.to(v))]
-        norms = _group_sums(p, p, scale_groups(modules[name], scale))
-        out[name] = (SCALE_STEP / norms.clamp(min=torch.finfo(norms.dtype).tiny)).clamp(max=1.0)
-    return out
+def _projected(module: nn.Module, pool: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A layer's latent z-vectors (float32, detached) and the pool vectors they project to."""
+    v = to_vectors(_latent_weight(module).detach().float()).contiguous()
+    return v, pool.to(v)[assign(v, pool.to(v))]
+
+
+def scale_step(projected: torch.Tensor, groups: int) -> torch.Tensor:
+    """The factor (one per group) a learned scale's gradient is multiplied by:
+    ``min(1, SCALE_STEP / Σ|p_i|²)`` over the group's projected z-vectors (module docstring)."""
+    norms = _group_sums(projected, projected, groups)
+    return (SCALE_STEP / norms.clamp(min=torch.finfo(norms.dtype).tiny)).clamp(max=1.0)
 
 
 def deployed_weight(pool: torch.Tensor, idx: torch.Tensor, shape, scale: torch.Tensor | None = None) -> torch.Tensor:

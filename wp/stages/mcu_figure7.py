@@ -29,8 +29,7 @@ def run(filters: list[int], size: int, k: int, bits: int, out_csv, out_png, buil
         seed: int):
     mcu.require_emulator()
     df = mcu_bench.figure7(filters, build, size=size, k=k, bits=bits, cpi=cpi, wait_states=wait_states, seed=seed)
-    with atomic_path(out_csv) as tmp:
-        df.to_csv(tmp, index=False)
+    tables.write(df, out_csv)
     with atomic_path(out_png) as tmp:
         mcu_bench.plot_figure7(df, tmp)
     print(tables.to_markdown(df), flush=True)

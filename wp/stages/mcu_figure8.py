@@ -29,8 +29,7 @@ def run(channels: int, bits: list[int], size: int, k: int, out_csv, out_png, bui
         seed: int):
     mcu.require_emulator()
     df = mcu_bench.figure8(channels, bits, build, size=size, k=k, cpi=cpi, wait_states=wait_states, seed=seed)
-    with atomic_path(out_csv) as tmp:
-        df.to_csv(tmp, index=False)
+    tables.write(df, out_csv)
     with atomic_path(out_png) as tmp:
         mcu_bench.plot_figure8(df, tmp)
     print(tables.to_markdown(df), flush=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from wp import mcu, mcu_bench, models, settings
+from wp import mcu, mcu_bench, models, settings, tables
 from wp.io import atomic_path
 from wp.settings import cli_only, setting
 
@@ -36,8 +36,7 @@ def run(networks: list[str], pools: list[int], lut_bits: int, variant: str, min_
     mb = mcu_bench.min_bits(min_bits_source, networks, table6_csv)
     df = mcu_bench.table7(networks, mb, build, pools=pools, lut_bits=lut_bits, variant=variant, cpi=cpi,
                           wait_states=wait_states, seed=seed)
-    with atomic_path(out_csv) as tmp:
-        df.to_csv(tmp, index=False)
+    tables.write(df, out_csv)
     md = ("# Table 7 (emulated Cortex-M3): conv-layer instructions and speedup over int8; est. = cycle estimate "
           f"({cpi} cycles/instruction + {wait_states} per flash data read), paper = F207 latency ratio\n\n"
           + mcu_bench.table7_markdown(df))
