@@ -21,6 +21,8 @@ cached in DIR. Variants (each from the same float network, printed as one ``RESU
 - ``layer_learned`` / ``channel_learned``: the scale a parameter trained by gradient (least-squares start);
 - ``lowlr`` / ``long``: no scale, retraining at lr 0.01 / for twice the epochs;
 - any of them with ``+long`` / ``+lowlr``: retraining for twice the epochs / at lr 0.01;
+- any of them with ``+soft``: ``pool_assign: soft`` (softmax assignment over a trained pool, the
+  temperatures of the config schema's default ``pool_assign_tau``; :mod:`wp.pool`);
 - any of them with ``+seedN``: seed N for the k-means and the retraining (the float network stays seed 0);
 - any of them with ``+onlyNAME``: the same pool (k-means over every layer) replaces the z-vectors of
   layer NAME alone (e.g. ``layer_learned+only1``; ``+only1-3`` for layers 1 and 3); the other layers
@@ -34,12 +36,12 @@ from pathlib import Path
 
 import torch
 
-from wp import checkpoint, data, models, pool, recipes
+from wp import checkpoint, data, models, pool, recipes, settings
 from wp.data import augment_for
 from wp.kmeans import kmeans
 from wp.selection import splits
 from wp.stages import pretrain
-from wp.train import evaluate, fit, hparams, seed_everything
+from wp.train import evaluate, fit, hparams, seed_everything, steps_per_epoch
 
 K = 64
 
@@ -52,7 +54,9 @@ def variant(v: str, ckpt: dict, ds, base: dict) -> dict:
     v = re.sub(r"\+seed\d+", "", v)
     only = m.group(1) if (m := re.search(r"\+only([\w.-]+)", v)) else None
     v = re.sub(r"\+only[\w.-]+", "", v)
-    suffix = "".join(m for m in ("+long", "+lowlr") if m in v) + (f"+only{only}" if only else "") + (f"+seed{seed}" if seed else "")
+    soft = "+soft" in v
+    v = v.replace("+soft", "")
+    suffix = "".join(m for m in ("+long", "+lowlr") if m in v) + ("+soft" if soft else "") + (f"+only{only}" if only else "") + (f"+seed{seed}" if seed else "")
     if "+long" in v:
         hp["epochs"], v = 2 * hp["epochs"], v.replace("+long", "")
     if "+lowlr" in v:
@@ -76,9 +80,11 @@ def variant(v: str, ckpt: dict, ds, base: dict) -> dict:
     train, _, test = splits(ds, hparams(hp), 0, torch.device("cpu"))
     float_top1 = evaluate(model, test, 1024)
     seed_everything(seed)
-    pool.attach(model, centers, only.split("-") if only else layers, scale)
+    assign = pool.SoftAssignment(centers, settings.default("pool_assign_tau"),
+                                 hp["epochs"] * steps_per_epoch(len(train), hparams(hp)["batch_size"])) if soft else None
+    pool.attach(model, centers, only.split("-") if only else layers, scale, soft=assign)
     direct = evaluate(model, test, 1024)
-    fit(model, train, hparams(hp), seed=seed, augment=augment_for(ds))
+    fit(model, train, hparams(hp), seed=seed, augment=augment_for(ds), on_step=None if assign is None else lambda opt: assign.advance())
     return {"variant": v + suffix, "float": float_top1,
             "direct": direct, "wp64": evaluate(model, test, 1024), "epochs": hp["epochs"], "lr": hp["lr"], "vectors": counts, "norms": norms}
 

@@ -7,7 +7,8 @@ and ``indices`` (per layer, one pool index per z-vector); ``wp_train``'s also ``
 layer, the latent, unprojected weight retraining ended with: where ``act_train`` starts); with a pool
 scale (:mod:`wp.pool`) also ``pool_scale`` ("layer" or "channel") and ``scales`` (per layer, its 1 or
 out-channels scales; the weights are then the scaled pool vectors). A pooled checkpoint without
-``pool_scale`` has no scale. ``act_train``'s (``act_bits``, ``act_ste``) also holds, in ``state_dict``, each
+``pool_scale`` has no scale. Retrained with ``pool_assign: soft`` (:mod:`wp.pool`) it also records
+``pool_assign`` ("soft"; ``pool`` is then the trained pool); without the key, "hard". ``act_train``'s (``act_bits``, ``act_ste``) also holds, in ``state_dict``, each
 pooled layer's activation quantizer (``<layer>.act_quant.act_bits/act_range/act_signed``,
 :class:`wp.quant.ActQuantizer`): :func:`build` attaches them before loading the weights.
 
@@ -48,6 +49,17 @@ def scale_entries(pool_scale: str, scales: dict | None) -> dict:
 def pool_scale(ckpt: dict) -> tuple[str, dict | None]:
     """``(pool_scale, scales)`` of a pooled checkpoint (``("none", None)`` without a scale)."""
     return ckpt.get("pool_scale", "none"), ckpt.get("scales")
+
+
+def assign_entries(pool_assign: str) -> dict:
+    """The checkpoint key of the retraining's pool assignment (:mod:`wp.pool`): none for the paper's
+    "hard" (checkpoints stay as they were), else ``pool_assign``."""
+    return {} if pool_assign == "hard" else {"pool_assign": pool_assign}
+
+
+def pool_assign(ckpt: dict) -> str:
+    """The pool assignment a pooled checkpoint was retrained with (``"hard"`` without the key)."""
+    return ckpt.get("pool_assign", "hard")
 
 
 def load(path: str | Path, *, network: str | None = None, kind: str | None = None) -> dict:

@@ -36,6 +36,17 @@ The scale's gradient is multiplied by ``min(1, SCALE_STEP / Σ|p_i|²)`` over it
 when the pool is attached (:func:`scale_step`): the loss's curvature along one scale is that of all
 its group's weights together, so plain SGD moved a layer's scale |P|² times faster than the same step
 on its weights (11,875x for mlp3's first layer) and diverged on mlp3 (seed 1, 40 epochs at lr 0.05).
+
+Soft assignment (``pool_assign: soft``, not in the paper; the paper's is ``"hard"``): while retraining,
+each z-vector ``w`` is replaced by the softmax-weighted mean of the pool vectors ``Σ_k a_k p_k`` with
+``a = softmax(cos(w, p_k) / τ)`` instead of its nearest pool vector, and the pool itself is a parameter
+trained by gradient with the network (:class:`SoftAssignment`, as in DKM, Cho et al. 2022). The
+gradient reaches the latent weights through the softmax, not straight through. τ falls geometrically
+from ``tau[0]`` to ``tau[1]`` over the retraining's steps (:meth:`SoftAssignment.advance`), so the
+mixture hardens into the nearest vector. Whenever the model is evaluated (eval mode, or no gradient),
+the projection is the hard one onto the trained pool, exactly what deploys; after retraining the trained
+pool replaces the k-means one (indices, scales, checkpoint, tables). Scales work as with ``"hard"``: a
+fitted one is refitted to the soft projection (no gradient through it), a learned one multiplies it.
 """
 
 from __future__ import annotations
@@ -54,6 +65,7 @@ SCALES = ("none", "layer", "channel", "layer_learned", "channel_learned")
 # pool_scale: no scale (the paper), one per layer, one per output channel; fitted, or "_learned" by gradient
 LEARNED = "_learned"
 SCALE_STEP = 1000.0  # a learned scale's gradient is scaled by min(1, SCALE_STEP / Σ|p_i|²) (module docstring)
+ASSIGNS = ("hard", "soft")  # pool_assign: nearest vector, frozen pool (the paper); softmax mixture, trained pool
 
 
 def is_poolable(module: nn.Module, pool_fc: bool = False) -> bool:
@@ -159,6 +171,12 @@ def check_scale(mode: str) -> str:
     return mode
 
 
+def check_assign(mode: str) -> str:
+    if mode not in ASSIGNS:
+        raise WPError(f"unknown pool assignment {mode!r}: use one of {', '.join(ASSIGNS)}")
+    return mode
+
+
 def is_learned(mode: str) -> bool:
     """Whether ``mode`` is a learned pool scale (a parameter trained by gradient, not refitted)."""
     return check_scale(mode).endswith(LEARNED)
@@ -238,20 +256,65 @@ class _StraightThrough(torch.autograd.Function):
         return grad, None, None, None, None
 
 
+class SoftAssignment(nn.Module):
+    """``pool_assign: soft`` (module docstring): the trained pool (a parameter, started at the k-means
+    pool) and the temperature schedule, ``τ = tau[0] · (tau[1] / tau[0])^min(1, steps / total_steps)``.
+    The step count is a buffer, so a resumed retraining continues the schedule where it stopped."""
+
+    def __init__(self, pool: torch.Tensor, tau: tuple[float, float], total_steps: int):
+        super().__init__()
+        if not (len(tau) == 2 and all(t > 0 for t in tau)):
+            raise WPError(f"pool_assign_tau must be two temperatures above 0 (start, end), not {list(tau)}")
+        self.pool = nn.Parameter(pool.detach().clone().float())
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+        self.tau_start, self.tau_end, self.total_steps = float(tau[0]), float(tau[1]), max(1, int(total_steps))
+
+    def tau(self) -> float:
+        t = min(1.0, int(self.steps) / self.total_steps)
+        return self.tau_start * (self.tau_end / self.tau_start) ** t
+
+    @torch.no_grad()
+    def advance(self) -> None:
+        """One optimizer step done (``fit``'s ``on_step``)."""
+        self.steps += 1
+
+    def mix(self, vectors: torch.Tensor) -> torch.Tensor:
+        """Each vector's softmax(cos / τ)-weighted mean of the pool vectors, with gradient to both."""
+        att = torch.softmax(F.normalize(vectors, dim=1) @ F.normalize(self.pool, dim=1).T / self.tau(), dim=1)
+        return att @ self.pool
+
+
+def _soft_projection(vectors: torch.Tensor, soft: SoftAssignment, sizes: list[int], groups) -> torch.Tensor:
+    projected = soft.mix(vectors)
+    if groups is None or all(g is None for g in groups):
+        return projected
+    parts = zip(vectors.split(sizes), projected.split(sizes), groups)
+    return torch.cat([p if g is None else scaled(p, fit_scale(v.detach(), p.detach(), g)) for v, p, g in parts])
+
+
 def project_layers(latents: list[torch.Tensor], pool: torch.Tensor, pool_unit: torch.Tensor,
                    groups: list[int | None] | None = None,
-                   learned: list[torch.Tensor | None] | None = None) -> list[torch.Tensor]:
+                   learned: list[torch.Tensor | None] | None = None,
+                   soft: SoftAssignment | None = None) -> list[torch.Tensor]:
     """The projected weight of each latent weight, all layers in one matrix product + argmax, with a
     straight-through gradient to every latent weight. The z-vectors are concatenated (a view per
     channels_last conv weight), projected together and split back; concatenation, split and reshapes
     only move numbers, so values and gradients equal projecting each layer alone. ``groups``: per
     layer its number of fitted scales (:func:`scale_groups`; None: none fitted); ``learned``: per layer
-    its learned scale parameter or None (the projection times it, with its gradient). Runs in fp32
-    even inside an autocast region."""
+    its learned scale parameter or None (the projection times it, with its gradient); ``soft``: the
+    soft assignment (module docstring) whose trained pool replaces ``pool``, mixed while it trains with
+    gradient, else hard. Runs in fp32 even inside an autocast region."""
     with torch.autocast(pool.device.type, enabled=False):
         vectors = torch.cat([to_vectors(w) for w in latents])
         sizes = [w.numel() // VECTOR for w in latents]
-        projected = _StraightThrough.apply(vectors, pool, pool_unit, sizes, None if groups is None else tuple(groups))
+        groups = None if groups is None else tuple(groups)
+        if soft is not None and soft.training and torch.is_grad_enabled():
+            projected = _soft_projection(vectors, soft, sizes, groups)
+        else:
+            if soft is not None:
+                pool = soft.pool.detach()
+                pool_unit = F.normalize(pool, dim=1)
+            projected = _StraightThrough.apply(vectors, pool, pool_unit, sizes, groups)
         parts = projected.split(sizes)
         learned = learned or [None] * len(latents)
         return [from_vectors(scaled(part, s), w.shape) for part, w, s in zip(parts, latents, learned)]
@@ -262,19 +325,22 @@ class PoolProjection(nn.Module):
     with a straight-through gradient to the latent weight. Inside the model's forward it returns the
     projection the model's pre-hook computed for all pooled layers at once (``batched``)."""
 
-    def __init__(self, pool: torch.Tensor, groups: int | None = None, learned: torch.Tensor | None = None):
+    def __init__(self, pool: torch.Tensor, groups: int | None = None, learned: torch.Tensor | None = None,
+                 soft: SoftAssignment | None = None):
         super().__init__()
         self.register_buffer("pool", pool.detach().clone(), persistent=False)
         self.register_buffer("pool_unit", F.normalize(self.pool, dim=1), persistent=False)
         # a learned scale replaces the fitted one: the parameter, trained with the network
         self.scale = None if learned is None else nn.Parameter(learned.detach().clone().float())
         self.groups = groups if learned is None else None
+        # the soft assignment every pooled layer shares (one module; each layer's state_dict lists it)
+        self.soft = soft
         self.batched: torch.Tensor | None = None
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         if self.batched is not None:
             return self.batched
-        return project_layers([latent], self.pool, self.pool_unit, [self.groups], [self.scale])[0]
+        return project_layers([latent], self.pool, self.pool_unit, [self.groups], [self.scale], self.soft)[0]
 
 
 class _BatchedProjection:
@@ -290,7 +356,7 @@ class _BatchedProjection:
         latents = [m.parametrizations.weight.original for m in self.layers]
         groups = [m.parametrizations.weight[0].groups for m in self.layers]
         learned = [m.parametrizations.weight[0].scale for m in self.layers]
-        return project_layers(latents, first.pool, first.pool_unit, groups, learned)
+        return project_layers(latents, first.pool, first.pool_unit, groups, learned, first.soft)
 
     def fill(self, module: nn.Module, args: tuple) -> None:
         for layer, weight in zip(self.layers, self.weights()):
@@ -320,16 +386,19 @@ def _latent_weight(module: nn.Module) -> torch.Tensor:
 
 
 def attach(model: nn.Module, pool: torch.Tensor, layers: list[str], scale: str = "none",
-           init_scales: dict[str, torch.Tensor] | None = None) -> nn.Module:
+           init_scales: dict[str, torch.Tensor] | None = None, soft: SoftAssignment | None = None) -> nn.Module:
     """Make ``layers`` of ``model`` use the frozen ``pool`` in every forward pass (in place): one
     parametrization per layer (the state dict keeps each latent weight as
     ``<layer>.parametrizations.weight.original``) and the model hooks that batch their projection.
     ``scale``: the pool scale (module docstring), fitted anew in every forward pass, or learned
     (``*_learned``): then initialised from ``init_scales[layer]`` where given, else by least squares, its
-    gradient multiplied by :func:`scale_step`."""
+    gradient multiplied by :func:`scale_step`. ``soft``: the soft assignment (module docstring) all
+    ``layers`` share, started at ``pool`` (:func:`trained_pool` reads the pool it ends with)."""
     modules = dict(model.named_modules())
     device = next(model.parameters()).device
     pool = pool.to(device)
+    if soft is not None:
+        soft.to(device)
     for name in layers:
         groups = scale_groups(modules[name], scale)
         learned = step = None
@@ -338,7 +407,7 @@ def attach(model: nn.Module, pool: torch.Tensor, layers: list[str], scale: str =
             given = (init_scales or {}).get(name)
             learned = fit_scale(v, p, groups) if given is None else given.to(device)
             step = scale_step(p, groups)
-        projection = PoolProjection(pool, groups, learned)
+        projection = PoolProjection(pool, groups, learned, soft)
         parametrize.register_parametrization(modules[name], "weight", projection)
         if step is not None:
             projection.scale.register_hook(lambda grad, step=step: grad * step)
@@ -354,6 +423,19 @@ def projected_weights(model: nn.Module) -> list[torch.Tensor]:
     """The projected weights of every layer attached to ``model``, computed the way its forward
     pass does (all layers batched, with gradient); for measuring the projection's cost per step."""
     return [w for batch, _ in getattr(model, "_wp_pool", []) for w in batch.weights()]
+
+
+def soft_assignment(model: nn.Module) -> SoftAssignment | None:
+    """The soft assignment attached to ``model``'s pooled layers, or None (hard assignment)."""
+    return next((batch.layers[0].parametrizations.weight[0].soft for batch, _ in getattr(model, "_wp_pool", [])
+                 if batch.layers[0].parametrizations.weight[0].soft is not None), None)
+
+
+def trained_pool(model: nn.Module, pool: torch.Tensor) -> torch.Tensor:
+    """The pool ``model``'s pooled layers end with: the trained one of a soft assignment (float32, on
+    the CPU, detached), else ``pool`` itself (a frozen pool)."""
+    soft = soft_assignment(model)
+    return pool if soft is None else soft.pool.detach().float().cpu().clone()
 
 
 def detach(model: nn.Module) -> nn.Module:

@@ -68,6 +68,14 @@ if RESOLVED_DEVICE.startswith("cuda"):
 # torch's CPU thread count of every job: config's threads, never capped by --cores (torch's results
 # depend on it). A job's `threads:` is what it claims from --cores; Snakemake caps that claim, not this.
 TORCH_THREADS = config["threads"]
+# wp_train's pool assignment (README "Networks without BatchNorm"): the paper's hard one is wp_train's
+# default; the temperatures go with soft alone, so that changing them reruns nothing hard-assigned.
+POOL_ASSIGN_ARGS = (
+    ""
+    if config["pool_assign"] == "hard"
+    else f"--pool-assign {config['pool_assign']} --pool-assign-tau "
+    + " ".join(str(t) for t in config["pool_assign_tau"])
+)
 
 
 def code(command, method=None):

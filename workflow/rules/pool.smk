@@ -45,10 +45,12 @@ rule wp_train:
         gpu=GPU,
     params:
         hparams=lambda wc: hparams_json("wp_train", wc.network),
+        # the temperatures only where they are used: changing them reruns soft-assigned retrainings alone
+        assign=POOL_ASSIGN_ARGS,
         seed=config["seed"],
         device=RESOLVED_DEVICE,
         torch_threads=TORCH_THREADS,
     shell:
         "{PY} wp_train --data {input.data:q} --checkpoint {input.ckpt:q} --pool {input.pool:q} "
-        "--network {wildcards.network} --hparams {params.hparams:q} --seed {params.seed} --device {DEVICE} "
+        "--network {wildcards.network} --hparams {params.hparams:q} {params.assign} --seed {params.seed} --device {DEVICE} "
         "--threads {params.torch_threads} --out {output.ckpt:q} --metrics {output.metrics:q} > {log:q} 2>&1"

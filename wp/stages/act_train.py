@@ -89,6 +89,7 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
     print(f"act_train {network} {act_bits}-bit: test top-1 {top1:.2f}% (before {before:.2f}%)", flush=True)
     json_ranges = {n: [a, s] for n, (a, s) in ranges.items()}
     metrics = {"stage": "act_train", "dataset": ds.name, "network": network, "k": k, "pool_scale": scale,
+               "pool_assign": checkpoint.pool_assign(ckpt),
                "act_bits": act_bits, "ste": ste, "start": start,
                "test_top1": top1, "before_top1": before, "test_images": len(test), selection.SCORED_ON: selection.digest(test), "train_images": len(train),
                "epochs": hp["epochs"], "kept_epoch": result["kept_epoch"], "seconds": result["seconds"], "hparams": hp,
@@ -98,6 +99,7 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
                                                             "hparams": hp})}
     checkpoint.save(out_ckpt, model, network=network, dataset=ds.name, model_args=ckpt["model_args"], kind="pooled",
                     pool=centers.clone(), pooled_layers=layers, indices=indices, k=k, act_bits=act_bits,
-                    act_ste=ste, selection=selection.record(sel), **checkpoint.scale_entries(scale, scales))
+                    act_ste=ste, selection=selection.record(sel), **checkpoint.scale_entries(scale, scales),
+                    **checkpoint.assign_entries(checkpoint.pool_assign(ckpt)))
     write_json(out_metrics, metrics)
     return metrics

@@ -81,7 +81,7 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
           f"{' (retrained)' if trained_bits else ''}: test top-1 {top1:.2f}% (float {float_top1:.2f}%), "
           f"{len(test) / seconds:.0f} img/s", flush=True)
     metrics = {"stage": "quant_eval", "dataset": ds.name, "network": network, "k": int(ckpt["k"]), "pool_scale": scale,
-               "act_bits": act_bits, "lut_bits": lut_bits, "lut_mode": lut_mode, "signed_mode": signed_mode,
+               "pool_assign": checkpoint.pool_assign(ckpt), "act_bits": act_bits, "lut_bits": lut_bits, "lut_mode": lut_mode, "signed_mode": signed_mode,
                "retrained": trained_bits is not None, "selection": sel.settings["selection"],
                **checkpoint.pooled_summary(ckpt["state_dict"], ckpt["pooled_layers"]), "test_top1": top1, "float_top1": float_top1,
                "test_images": len(test), selection.SCORED_ON: selection.digest(test), "seconds": seconds, "images_per_s": len(test) / seconds,
