@@ -30,12 +30,15 @@ def mlp3(digits_h5, tmp_path_factory):
         cluster.run(d / "pre.pt", "mlp3", 64, d / f"pool_{mode}.h5", **stage_kw("cluster", seed=0, pool_fc=True, scale=mode, device="cpu"))
         out[mode] = wp_train.run(digits_h5, d / "pre.pt", d / f"pool_{mode}.h5", "mlp3", hparams(RETRAIN),
                                  d / f"wp_{mode}.pt", d / f"wp_{mode}.json", seed=0, device="cpu")
+    # pool_assign soft on the same pool (tests/test_pool_assign.py checks its mechanics)
+    out["layer_learned+soft"] = wp_train.run(digits_h5, d / "pre.pt", d / "pool_layer_learned.h5", "mlp3", hparams(RETRAIN),
+                                             d / "wp_soft.pt", d / "wp_soft.json", seed=0, device="cpu", assign="soft")
     yield out
     for name, value in saved.items():
         setattr(registry, name, value)
 
 
-@pytest.mark.parametrize("mode", ["channel", "channel_learned", "layer_learned"])
+@pytest.mark.parametrize("mode", ["channel", "channel_learned", "layer_learned", "layer_learned+soft"])
 def test_a_bn_free_network_keeps_its_accuracy_with_a_scaled_pool(mlp3, mode):
     """The same network, pool size, seed and retraining: without a scale it falls apart, with each
     scale it stays within a loose bound of the float network."""
@@ -46,7 +49,7 @@ def test_a_bn_free_network_keeps_its_accuracy_with_a_scaled_pool(mlp3, mode):
     assert scaled > plain + 3
     # before retraining a scale per output channel recovers much more than one per layer
     margin = 10 if mode.startswith("channel") else 5
-    assert mlp3[mode]["pool_scale"] == mode and mlp3[mode]["direct_top1"] > mlp3["none"]["direct_top1"] + margin
+    assert mlp3[mode]["pool_scale"] == mode.removesuffix("+soft") and mlp3[mode]["direct_top1"] > mlp3["none"]["direct_top1"] + margin
 
 
 def test_the_option_is_recorded_in_pool_file_checkpoint_and_metrics(mlp3, digits_h5, tmp_path):

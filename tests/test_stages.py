@@ -82,7 +82,8 @@ def test_table4_from_metrics(tmp_path):
         {"stage": "wp_train", "dataset": "cifar10", "network": "resnet_10", "k": 64, "test_top1": 89.5},
         {"stage": "wp_train", "dataset": "cifar10", "network": "resnet_10", "k": 32, "test_top1": 88.0},
         {"stage": "pretrain", "dataset": "digits", "network": "tinyconv", "test_top1": 95.0, "test_images": 360},
-        {"stage": "wp_train", "dataset": "digits", "network": "tinyconv", "k": 32, "test_top1": 93.0, "pool_scale": "channel"},
+        {"stage": "wp_train", "dataset": "digits", "network": "tinyconv", "k": 32, "test_top1": 93.0, "pool_scale": "channel",
+         "pool_assign": "soft"},
     ]
     paths = []
     for i, r in enumerate(rows):
@@ -92,11 +93,13 @@ def test_table4_from_metrics(tmp_path):
     import pandas as pd
 
     df = pd.read_csv(tmp_path / "t4.csv")
-    assert list(df.columns) == ["dataset", "network", "original", "wp32", "wp64", "paper_original", "paper_wp32", "paper_wp64", "test_images", "pool_scale", "notes"]
+    assert list(df.columns) == ["dataset", "network", "original", "wp32", "wp64", "paper_original", "paper_wp32", "paper_wp64", "test_images", "pool_scale",
+                                  "pool_assign", "notes"]
     r10 = df[df.network == "resnet_10"].iloc[0]
     assert (r10.original, r10.wp32, r10.wp64, r10.paper_original, r10.paper_wp64) == (90.12, 88.0, 89.5, 91.0, 89.8)
     assert pd.isna(df[df.network == "tinyconv"].iloc[0].paper_original)
     assert df.set_index("network").pool_scale.to_dict() == {"resnet_10": "none", "tinyconv": "channel"}
+    assert df.set_index("network").pool_assign.to_dict() == {"resnet_10": "hard", "tinyconv": "soft"}  # older metrics: hard
     assert "| resnet_10 |" in (tmp_path / "t4.md").read_text()
     assert "different test images" not in str(r10.notes)
     rows[2]["scored_on"], rows[0]["scored_on"] = "sha256:a", "sha256:b"  # wp32 scored other images than the float network
