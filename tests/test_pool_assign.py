@@ -181,3 +181,42 @@ def test_the_workflow_passes_soft_assignment_and_its_temperatures_only_with_it(t
     r = snakemake(work, "-n", "results/digits/tinyconv/wp8.pt", config={**cfg, "pool_assign": "sharp"})
     errors = [line for line in r.stderr.splitlines() if line.startswith("wp: error:")]
     assert r.returncode != 0 and len(errors) == 1 and "pool_assign" in errors[0]
+
+
+def test_a_pool_vector_steps_as_one_of_its_weights_would_and_stays_stable(monkeypatch):
+    """Pool vector k's gradient is the mixture's times min(1, POOL_STEP / n_k), n_k = Σ_i a_ik its soft
+    count (by hand here); on a wide layer (256 z-vectors, 4 pool vectors: n_k of 20 to 100) SGD that
+    is stable with POOL_STEP 8 ends in NaN on the plain gradient (POOL_STEP infinite)."""
+    monkeypatch.setattr(pool, "POOL_STEP", 1.0)
+    model, lin, centers, latent, soft = linear_with_soft_pool(scale="none")
+    g = torch.randn(3, 16)
+    (lin.weight * g).sum().backward()
+    v = latent.double().reshape(-1, 8)
+    p = centers.double().requires_grad_()
+    a = torch.softmax((v / v.norm(dim=1, keepdim=True)) @ (p / p.norm(dim=1, keepdim=True)).T / 0.5, dim=1)
+    (a @ p * g.double().reshape(-1, 8)).sum().backward()
+    n = a.detach().sum(0)
+    assert (n > 1).any() and torch.allclose(soft.counts.double(), n, atol=1e-5)
+    assert torch.allclose(soft.pool.grad.double(), p.grad * (1.0 / n.clamp(min=1.0))[:, None], atol=1e-5)
+
+    def train(step: float) -> list[float]:
+        monkeypatch.setattr(pool, "POOL_STEP", step)
+        torch.manual_seed(0)
+        lin = torch.nn.Linear(2048, 1, bias=False)
+        centers = torch.nn.functional.normalize(torch.randn(4, 8), dim=1)
+        model = torch.nn.Sequential(lin)
+        pool.attach(model, centers, ["0"], "none", soft=pool.SoftAssignment(centers, (0.05, 0.05), 40))
+        opt = torch.optim.SGD(model.parameters(), lr=0.003)
+        x, target = torch.randn(256, 2048), torch.randn(256, 1)
+        losses = []
+        for _ in range(40):
+            loss = (lin(x) - target).square().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        return losses
+
+    stable = train(8.0)
+    assert all(np.isfinite(stable)) and stable[-1] < stable[0] / 5
+    assert not np.isfinite(train(float("inf"))[-1])
