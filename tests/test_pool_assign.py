@@ -13,7 +13,7 @@ import torch
 from conftest import REPO, copy_workflow, snakemake, stage_kw
 
 from wp import WPError, checkpoint, data, pool, poolfile, selection
-from wp.stages import cluster, quant_eval, wp_train
+from wp.stages import act_train, cluster, quant_eval, wp_train
 from wp.train import evaluate, hparams
 
 HP = {"epochs": 2, "batch_size": 32, "train_subset": 256, "test_subset": 100, "lr": 0.02, "schedule": "cosine"}
@@ -135,6 +135,12 @@ def test_wp_train_with_soft_assignment_trains_the_pool_and_deploys_it(digits_h5,
     q = quant_eval.run(digits_h5, tmp_path / "s.pt", "tinyconv", 8, 8, hparams(HP), tmp_path / "q.json",
                        **stage_kw("quant_eval", calibration_images=64, seed=0, device="cpu"))
     assert q["pool_assign"] == "soft" and q["test_top1"] > m["test_top1"] - 10
+    # act_train retrains hard on the trained pool (lr 0: it must keep it, indices and weights) and records it
+    a = act_train.run(digits_h5, tmp_path / "s.pt", "tinyconv", 8, hparams({**HP, "epochs": 1, "lr": 0.0}), tmp_path / "a.pt",
+                      tmp_path / "a.json", **stage_kw("act_train", calibration_images=64, seed=0, device="cpu"))
+    after = checkpoint.load(tmp_path / "a.pt", kind="pooled")
+    assert a["pool_assign"] == "soft" and after["pool_assign"] == "soft" and torch.equal(after["pool"], ck["pool"])
+    assert all(torch.equal(after["indices"][n], ck["indices"][n]) for n in ck["indices"])
     hard = wp_train.run(digits_h5, trained_tinyconv, pool8, "tinyconv", hparams(HP), tmp_path / "h.pt", tmp_path / "h.json",
                         seed=0, device="cpu")
     assert hard["pool_assign"] == "hard" and "pool_assign_tau" not in hard
