@@ -121,10 +121,13 @@ def demo(out: str, networks: str) -> None:
                      seed=0, device="cpu")
         res = {}
         for mode in pool.SCALES:
-            cluster.run(d / f"demo_{net}.pt", net, K, d / f"demo_{net}_{mode}.h5", seed=0, scale=mode, device="cpu")
+            cluster.run(d / f"demo_{net}.pt", net, K, d / f"demo_{net}_{mode}.h5", seed=0, scale=mode, device="cpu",
+                        **{arg: settings.default(f"kmeans.{arg}") for arg in ("backend", "init", "max_iter", "tol")},
+                        pool_fc=settings.default("pool_fc"))
             m = wp_train.run(d / "fm.h5", d / f"demo_{net}.pt", d / f"demo_{net}_{mode}.h5", net,
                              recipes.resolve(cfg, "wp_train", net), d / f"demo_{net}_{mode}_wp.pt",
-                             d / f"demo_{net}_{mode}_wp.json", seed=0, device="cpu")
+                             d / f"demo_{net}_{mode}_wp.json", seed=0, device="cpu", assign=settings.default("pool_assign"),
+                             tau=tuple(settings.default("pool_assign_tau")))
             res[mode] = round(m["test_top1"], 2)
         print("DEMO", net, res, flush=True)
 

@@ -27,6 +27,7 @@ def stage_kw(stage: str, **given) -> dict:
         "export": deployed,
         "act_train": {"ste": default("sweeps.table6.ste"), "start": default("sweeps.table6.start"),
                       "calibration_images": default("sweeps.calibration_images"), "act_range": default("sweeps.act_range")},
+        "wp_train": {"assign": default("pool_assign"), "tau": tuple(default("pool_assign_tau"))},
         "cluster": {"backend": default("kmeans.backend"), "init": default("kmeans.init"), "max_iter": default("kmeans.max_iter"),
                     "tol": default("kmeans.tol"), "pool_fc": default("pool_fc"), "scale": default("pool_scale")},
     }.get(stage, {})
@@ -95,6 +96,32 @@ def trained_tinyconv(digits_h5, tmp_path_factory) -> Path:
     return d / "pretrained.pt"
 
 
+@pytest.fixture(scope="session")
+def pool8(trained_tinyconv, tmp_path_factory) -> Path:
+    """trained_tinyconv's pool of 8 (cluster with the default settings, seed 0): its pool file."""
+    from wp.stages import cluster
+
+    out = tmp_path_factory.mktemp("pool") / "pool8.h5"
+    cluster.run(trained_tinyconv, "tinyconv", 8, out, **stage_kw("cluster", seed=0, device="cpu"))
+    return out
+
+
+def sgd_losses(forward, params, lr: float, in_features: int = 2048, steps: int = 40) -> list[float]:
+    """The losses of ``steps`` plain SGD steps at ``lr`` on ``params`` fitting ``forward`` to random
+    targets (256 random inputs of ``in_features``, one output, mean squared error), drawn from torch's
+    global generator after the caller's model: how a pooled layer's training stays stable or diverges."""
+    opt = torch.optim.SGD(params, lr=lr)
+    x, target = torch.randn(256, in_features), torch.randn(256, 1)
+    losses = []
+    for _ in range(steps):
+        loss = (forward(x) - target).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
 # pooled_tinyconv's retraining: one epoch
 POOLED_HP = {"epochs": 1, "batch_size": 32, "lr": 0.01, "schedule": "cosine"}
 
@@ -113,7 +140,7 @@ def pooled_tinyconv(digits_h5, trained_tinyconv, tmp_path_factory):
             d = tmp_path_factory.mktemp(f"wp{k}")
             cluster.run(trained_tinyconv, "tinyconv", k, d / f"pool{k}.h5", **stage_kw("cluster", seed=0, device="cpu"))
             wp_train.run(digits_h5, trained_tinyconv, d / f"pool{k}.h5", "tinyconv", hparams(POOLED_HP), d / f"wp{k}.pt",
-                         d / f"wp{k}.json", seed=0, device="cpu")
+                         d / f"wp{k}.json", **stage_kw("wp_train", seed=0, device="cpu"))
             made[k] = d
         return made[k]
 

@@ -10,20 +10,13 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, copy_workflow, snakemake, stage_kw
+from conftest import REPO, copy_workflow, sgd_losses, snakemake, stage_kw
 
 from wp import WPError, checkpoint, data, pool, poolfile, selection
-from wp.stages import act_train, cluster, quant_eval, wp_train
+from wp.stages import act_train, quant_eval, wp_train
 from wp.train import evaluate, hparams
 
 HP = {"epochs": 2, "batch_size": 32, "train_subset": 256, "test_subset": 100, "lr": 0.02, "schedule": "cosine"}
-
-
-@pytest.fixture(scope="module")
-def pool8(trained_tinyconv, tmp_path_factory):
-    out = tmp_path_factory.mktemp("pool") / "pool8.h5"
-    cluster.run(trained_tinyconv, "tinyconv", 8, out, **stage_kw("cluster", seed=0, device="cpu"))
-    return out
 
 
 def linear_with_soft_pool(tau=(0.5, 0.05), total=4, scale="layer_learned"):
@@ -121,7 +114,7 @@ def test_bad_temperatures_are_one_clear_line(tau):
 
 def test_wp_train_with_soft_assignment_trains_the_pool_and_deploys_it(digits_h5, trained_tinyconv, pool8, tmp_path):
     m = wp_train.run(digits_h5, trained_tinyconv, pool8, "tinyconv", hparams(HP), tmp_path / "s.pt", tmp_path / "s.json",
-                     seed=0, device="cpu", assign="soft", tau=(0.1, 0.01))
+                     **stage_kw("wp_train", seed=0, device="cpu", assign="soft", tau=(0.1, 0.01)))
     assert m["pool_assign"] == "soft" and m["pool_assign_tau"] == [0.1, 0.01]
     ck = checkpoint.load(tmp_path / "s.pt", kind="pooled")
     frozen = poolfile.read(pool8)["centers"]
@@ -142,13 +135,13 @@ def test_wp_train_with_soft_assignment_trains_the_pool_and_deploys_it(digits_h5,
     assert a["pool_assign"] == "soft" and after["pool_assign"] == "soft" and torch.equal(after["pool"], ck["pool"])
     assert all(torch.equal(after["indices"][n], ck["indices"][n]) for n in ck["indices"])
     hard = wp_train.run(digits_h5, trained_tinyconv, pool8, "tinyconv", hparams(HP), tmp_path / "h.pt", tmp_path / "h.json",
-                        seed=0, device="cpu")
+                        **stage_kw("wp_train", seed=0, device="cpu"))
     assert hard["pool_assign"] == "hard" and "pool_assign_tau" not in hard
     assert hard["provenance"]["config_hash"] != m["provenance"]["config_hash"]
     assert "pool_assign" not in checkpoint.load(tmp_path / "h.pt")  # the paper's checkpoints stay as they were
     with pytest.raises(WPError, match="unknown pool assignment 'sharp': use one of hard, soft"):
         wp_train.run(digits_h5, trained_tinyconv, pool8, "tinyconv", hparams(HP), tmp_path / "x.pt", tmp_path / "x.json",
-                     seed=0, device="cpu", assign="sharp")
+                     **stage_kw("wp_train", seed=0, device="cpu", assign="sharp"))
     assert not (tmp_path / "x.pt").exists()
 
 
@@ -212,16 +205,7 @@ def test_a_pool_vector_steps_as_one_of_its_weights_would_and_stays_stable(monkey
         centers = torch.nn.functional.normalize(torch.randn(4, 8), dim=1)
         model = torch.nn.Sequential(lin)
         pool.attach(model, centers, ["0"], "none", soft=pool.SoftAssignment(centers, (0.05, 0.05), 40))
-        opt = torch.optim.SGD(model.parameters(), lr=0.003)
-        x, target = torch.randn(256, 2048), torch.randn(256, 1)
-        losses = []
-        for _ in range(40):
-            loss = (lin(x) - target).square().mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        return losses
+        return sgd_losses(lin, model.parameters(), 0.003)
 
     stable = train(8.0)
     assert all(np.isfinite(stable)) and stable[-1] < stable[0] / 5

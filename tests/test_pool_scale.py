@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import REPO, stage_kw
+from conftest import REPO, sgd_losses, stage_kw
 
 from wp import WPError, checkpoint, models, pool, poolfile
 from wp.stages import act_train, cluster, pretrain, quant_eval, wp_train
@@ -29,10 +29,11 @@ def mlp3(digits_h5, tmp_path_factory):
     for mode in ("none", "channel", "channel_learned", "layer_learned"):
         cluster.run(d / "pre.pt", "mlp3", 64, d / f"pool_{mode}.h5", **stage_kw("cluster", seed=0, pool_fc=True, scale=mode, device="cpu"))
         out[mode] = wp_train.run(digits_h5, d / "pre.pt", d / f"pool_{mode}.h5", "mlp3", hparams(RETRAIN),
-                                 d / f"wp_{mode}.pt", d / f"wp_{mode}.json", seed=0, device="cpu")
+                                 d / f"wp_{mode}.pt", d / f"wp_{mode}.json", **stage_kw("wp_train", seed=0, device="cpu"))
     # pool_assign soft on the same pool (tests/test_pool_assign.py checks its mechanics)
     out["layer_learned+soft"] = wp_train.run(digits_h5, d / "pre.pt", d / "pool_layer_learned.h5", "mlp3", hparams(RETRAIN),
-                                             d / "wp_soft.pt", d / "wp_soft.json", seed=0, device="cpu", assign="soft")
+                                             d / "wp_soft.pt", d / "wp_soft.json",
+                                             **stage_kw("wp_train", seed=0, device="cpu", assign="soft"))
     yield out
     for name, value in saved.items():
         setattr(registry, name, value)
@@ -155,16 +156,7 @@ def test_a_learned_scale_steps_as_its_groups_weights_would_and_stays_stable(monk
     def train(lr: float) -> list[float]:
         lin, centers = wide_layer()
         pool.attach(torch.nn.Sequential(lin), centers, ["0"], "layer_learned")
-        opt = torch.optim.SGD(lin.parameters(), lr=lr)
-        x, target = torch.randn(256, 2048), torch.randn(256, 1)
-        losses = []
-        for _ in range(40):
-            loss = (lin(x) - target).square().mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        return losses
+        return sgd_losses(lin, lin.parameters(), lr)
 
     lin, centers = wide_layer()
     w = lin.weight.detach().clone()

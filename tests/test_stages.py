@@ -15,13 +15,6 @@ from wp.train import hparams
 from conftest import REPO, stage_kw
 
 
-@pytest.fixture(scope="module")
-def pool8(trained_tinyconv, tmp_path_factory):
-    out = tmp_path_factory.mktemp("pool") / "pool8.h5"
-    cluster.run(trained_tinyconv, "tinyconv", 8, out, **stage_kw("cluster", seed=0, device="cpu"))
-    return out
-
-
 def test_pool_file_records_the_clustering(pool8):
     p = poolfile.read(pool8, network="tinyconv")
     assert p["centers"].shape == (8, 8) and p["layers"] == ["conv2", "conv3"]
@@ -31,7 +24,7 @@ def test_pool_file_records_the_clustering(pool8):
 
 def test_wp_train_yields_pool_weights_and_sane_accuracy(digits_h5, trained_tinyconv, pool8, tmp_path):
     hp = hparams({"epochs": 2, "batch_size": 32, "lr": 0.01, "schedule": "cosine"})
-    m = wp_train.run(digits_h5, trained_tinyconv, pool8, "tinyconv", hp, tmp_path / "wp8.pt", tmp_path / "wp8.json", seed=0, device="cpu")
+    m = wp_train.run(digits_h5, trained_tinyconv, pool8, "tinyconv", hp, tmp_path / "wp8.pt", tmp_path / "wp8.json", **stage_kw("wp_train", seed=0, device="cpu"))
     pre = json.loads((trained_tinyconv.parent / "pretrained.json").read_text())
     assert pre["test_top1"] > 60  # digits is easy: a real, trained network
     assert m["test_top1"] > 40 and 0 <= m["direct_top1"] <= 100
@@ -54,8 +47,8 @@ def test_wp_train_yields_pool_weights_and_sane_accuracy(digits_h5, trained_tinyc
 
 def test_same_seed_same_numbers(digits_h5, trained_tinyconv, pool8, tmp_path):
     hp = hparams({"epochs": 1, "batch_size": 64, "train_subset": 300})
-    a = wp_train.run(digits_h5, trained_tinyconv, pool8, "tinyconv", hp, tmp_path / "a.pt", tmp_path / "a.json", seed=5, device="cpu")
-    b = wp_train.run(digits_h5, trained_tinyconv, pool8, "tinyconv", hp, tmp_path / "b.pt", tmp_path / "b.json", seed=5, device="cpu")
+    a = wp_train.run(digits_h5, trained_tinyconv, pool8, "tinyconv", hp, tmp_path / "a.pt", tmp_path / "a.json", **stage_kw("wp_train", seed=5, device="cpu"))
+    b = wp_train.run(digits_h5, trained_tinyconv, pool8, "tinyconv", hp, tmp_path / "b.pt", tmp_path / "b.json", **stage_kw("wp_train", seed=5, device="cpu"))
     assert a["test_top1"] == b["test_top1"] and a["history"][0]["loss"] == b["history"][0]["loss"]
     sa, sb = checkpoint.load(tmp_path / "a.pt")["state_dict"], checkpoint.load(tmp_path / "b.pt")["state_dict"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)

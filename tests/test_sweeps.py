@@ -128,7 +128,7 @@ def test_checkpoints_of_another_dataset_are_refused(digits_h5, trained_tinyconv,
         act_train.run(digits_h5, pooled, "tinyconv", 4, HP, tmp_path / "b.pt", tmp_path / "b.json", **stage_kw("act_train", device="cpu"))
     float_ck = relabeled(trained_tinyconv, "fashion_mnist", tmp_path / "float.pt")
     with pytest.raises(WPError, match=match):
-        wp_train.run(digits_h5, float_ck, wp16 / "pool16.h5", "tinyconv", HP, tmp_path / "c.pt", tmp_path / "c.json", seed=0, device="cpu")
+        wp_train.run(digits_h5, float_ck, wp16 / "pool16.h5", "tinyconv", HP, tmp_path / "c.pt", tmp_path / "c.json", **stage_kw("wp_train", seed=0, device="cpu"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["float.pt", "pooled.pt"]
 
 

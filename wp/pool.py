@@ -243,6 +243,15 @@ def project(weight: torch.Tensor, pool: torch.Tensor) -> tuple[torch.Tensor, tor
     return from_vectors(pool.to(weight.dtype)[idx], weight.shape), idx
 
 
+def _with_fitted_scales(vectors: torch.Tensor, projected: torch.Tensor, sizes, groups) -> torch.Tensor:
+    """``projected`` with each layer's slice (``sizes``) times its fitted scales where ``groups`` gives
+    them (:func:`fit_scale` to the latent ``vectors``; the scale carries no gradient)."""
+    if groups is None or all(g is None for g in groups):
+        return projected
+    parts = zip(vectors.split(sizes), projected.split(sizes), groups)
+    return torch.cat([p if g is None else scaled(p, fit_scale(v.detach(), p.detach(), g)) for v, p, g in parts])
+
+
 class _StraightThrough(torch.autograd.Function):
     """Forward: each z-vector replaced by its nearest pool vector, exactly (times its layer's or
     channel's fitted scale where ``groups`` gives the layers' scale groups). Backward: the gradient
@@ -251,11 +260,7 @@ class _StraightThrough(torch.autograd.Function):
     @staticmethod
     def forward(ctx, vectors: torch.Tensor, pool: torch.Tensor, pool_unit: torch.Tensor, sizes=None,
                 groups=None) -> torch.Tensor:
-        projected = pool[nearest(vectors, pool_unit)]
-        if groups is None or all(g is None for g in groups):
-            return projected
-        parts = zip(vectors.split(sizes), projected.split(sizes), groups)
-        return torch.cat([p if g is None else scaled(p, fit_scale(v, p, g)) for v, p, g in parts])
+        return _with_fitted_scales(vectors, pool[nearest(vectors, pool_unit)], sizes, groups)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
@@ -299,14 +304,6 @@ class SoftAssignment(nn.Module):
         return att @ self.pool
 
 
-def _soft_projection(vectors: torch.Tensor, soft: SoftAssignment, sizes: list[int], groups) -> torch.Tensor:
-    projected = soft.mix(vectors)
-    if groups is None or all(g is None for g in groups):
-        return projected
-    parts = zip(vectors.split(sizes), projected.split(sizes), groups)
-    return torch.cat([p if g is None else scaled(p, fit_scale(v.detach(), p.detach(), g)) for v, p, g in parts])
-
-
 def project_layers(latents: list[torch.Tensor], pool: torch.Tensor, pool_unit: torch.Tensor,
                    groups: list[int | None] | None = None,
                    learned: list[torch.Tensor | None] | None = None,
@@ -324,7 +321,7 @@ def project_layers(latents: list[torch.Tensor], pool: torch.Tensor, pool_unit: t
         sizes = [w.numel() // VECTOR for w in latents]
         groups = None if groups is None else tuple(groups)
         if soft is not None and soft.training and torch.is_grad_enabled():
-            projected = _soft_projection(vectors, soft, sizes, groups)
+            projected = _with_fitted_scales(vectors, soft.mix(vectors), sizes, groups)
         else:
             if soft is not None:
                 pool = soft.pool.detach()
@@ -442,8 +439,8 @@ def projected_weights(model: nn.Module) -> list[torch.Tensor]:
 
 def soft_assignment(model: nn.Module) -> SoftAssignment | None:
     """The soft assignment attached to ``model``'s pooled layers, or None (hard assignment)."""
-    return next((batch.layers[0].parametrizations.weight[0].soft for batch, _ in getattr(model, "_wp_pool", [])
-                 if batch.layers[0].parametrizations.weight[0].soft is not None), None)
+    softs = (batch.layers[0].parametrizations.weight[0].soft for batch, _ in getattr(model, "_wp_pool", []))
+    return next((soft for soft in softs if soft is not None), None)
 
 
 def trained_pool(model: nn.Module, pool: torch.Tensor) -> torch.Tensor:

@@ -76,8 +76,7 @@ def table4(metrics: list[dict]) -> pd.DataFrame:
             for f in ("pooled_conv_vectors", "pooled_fc"):
                 if f in m:
                     fact[f] = m[f]
-            row["pool_scale"] = m.get("pool_scale", "none")  # metrics older than the option had none
-            row["pool_assign"] = m.get("pool_assign", "hard")  # metrics older than the option: hard
+            row.update(_method_of(m))
         else:
             raise WPError(f"metrics of stage {m['stage']!r} do not belong in table 4: pass pretrain and wp_train metrics")
     columns = ["dataset", "network", "original"] + [names.model(k) for k in sorted(ks)]
@@ -91,7 +90,7 @@ def table4(metrics: list[dict]) -> pd.DataFrame:
         scored = fact.pop("scored") - {None}
         row["notes"] = notes(dataset, network, original=True, **fact,
                              extra=["columns scored on different test images"] if len(scored) > 1 else [])
-    df = pd.DataFrame(list(rows.values()), columns=columns + paper_cols + ["test_images", "pool_scale", "pool_assign", "notes"])
+    df = pd.DataFrame(list(rows.values()), columns=columns + paper_cols + ["test_images", *METHOD, "notes"])
     return df.sort_values(["dataset", "network"]).reset_index(drop=True)
 
 
@@ -112,6 +111,16 @@ def write(df: pd.DataFrame, csv_path: str | Path, md_path: str | Path | None = N
     if md_path is not None:
         with atomic_path(md_path) as tmp:
             tmp.write_text((f"# {title}\n\n" if title else "") + to_markdown(df))
+
+
+# the method settings tables 4, 5 and 6 record per row (wp.pool): metrics older than an option lack its
+# key and had its default, the paper's method
+METHOD = {"pool_scale": "none", "pool_assign": "hard"}
+
+
+def _method_of(m: dict) -> dict:
+    """The :data:`METHOD` columns of a row from its metrics ``m``."""
+    return {key: m.get(key, paper_value) for key, paper_value in METHOD.items()}
 
 
 def _by_network(metrics: list[dict], stage: str) -> dict[tuple[str, str], list[dict]]:
@@ -156,12 +165,11 @@ def table5(evals: list[dict], floats: list[dict]) -> pd.DataFrame:
         row["paper_no_lut"] = ref.get("none")
         row.update({f"paper_lut{b}": ref.get(b) for b in bits})
         row["test_images"] = ms[0]["test_images"]
-        row["pool_scale"] = ms[0].get("pool_scale", "none")
-        row["pool_assign"] = ms[0].get("pool_assign", "hard")
+        row.update(_method_of(ms[0]))
         row["notes"] = eval_notes(ms, extra)
         rows.append(row)
     cols = ["dataset", "network", "k", "act_bits", "float", "paper_no_lut", "no_lut"] + [f"lut{b}" for b in bits] \
-        + [f"paper_lut{b}" for b in bits] + ["test_images", "pool_scale", "pool_assign", "notes"]
+        + [f"paper_lut{b}" for b in bits] + ["test_images", *METHOD, "notes"]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -195,14 +203,13 @@ def table6(evals: list[dict]) -> pd.DataFrame:
         row.update({f"paper_a{b}_retrained": ref.get("retrained", {}).get(b) for b in retrained_bits})
         row["paper_min_bits"] = ref.get("min_bits")
         row["test_images"] = ms[0]["test_images"]
-        row["pool_scale"] = ms[0].get("pool_scale", "none")
-        row["pool_assign"] = ms[0].get("pool_assign", "hard")
+        row.update(_method_of(ms[0]))
         mixed = ["columns scored on different test images"] if len({m.get(SCORED_ON) for m in ms} - {None}) > 1 else []
         row["notes"] = eval_notes(ms, [*extra.get(network, []), *mixed])
         rows.append(row)
     cols = ["dataset", "network", "k", "lut_bits"] + [f"a{b}" for b in plain_bits] + [f"a{b}_retrained" for b in retrained_bits] \
         + ["min_bits"] + [f"paper_a{b}" for b in plain_bits] + [f"paper_a{b}_retrained" for b in retrained_bits] \
-        + ["paper_min_bits", "test_images", "pool_scale", "pool_assign", "notes"]
+        + ["paper_min_bits", "test_images", *METHOD, "notes"]
     return pd.DataFrame(rows, columns=cols)
 
 

@@ -71,6 +71,7 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
     seed_everything(seed)
     centers, layers, k = ckpt["pool"], ckpt["pooled_layers"], int(ckpt["k"])
     scale, ckpt_scales = checkpoint.pool_scale(ckpt)
+    assign = checkpoint.pool_assign(ckpt)  # the trained pool of a soft one is ckpt["pool"]: retrained hard here
     ranges = act_ranges(ckpt, model, train, calibration_images, seed, bits=act_bits, method=act_range)
     if start == "latent":  # after calibration, which runs the projected network; the latents project to it
         checkpoint.load_latent(model, ckpt, ckpt_path)
@@ -89,7 +90,7 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
     print(f"act_train {network} {act_bits}-bit: test top-1 {top1:.2f}% (before {before:.2f}%)", flush=True)
     json_ranges = {n: [a, s] for n, (a, s) in ranges.items()}
     metrics = {"stage": "act_train", "dataset": ds.name, "network": network, "k": k, "pool_scale": scale,
-               "pool_assign": checkpoint.pool_assign(ckpt),
+               "pool_assign": assign,
                "act_bits": act_bits, "ste": ste, "start": start,
                "test_top1": top1, "before_top1": before, "test_images": len(test), selection.SCORED_ON: selection.digest(test), "train_images": len(train),
                "epochs": hp["epochs"], "kept_epoch": result["kept_epoch"], "seconds": result["seconds"], "hparams": hp,
@@ -100,6 +101,6 @@ def run(data_path: str | Path, ckpt_path: str | Path, network: str, act_bits: in
     checkpoint.save(out_ckpt, model, network=network, dataset=ds.name, model_args=ckpt["model_args"], kind="pooled",
                     pool=centers.clone(), pooled_layers=layers, indices=indices, k=k, act_bits=act_bits,
                     act_ste=ste, selection=selection.record(sel), **checkpoint.scale_entries(scale, scales),
-                    **checkpoint.assign_entries(checkpoint.pool_assign(ckpt)))
+                    **checkpoint.assign_entries(assign))
     write_json(out_metrics, metrics)
     return metrics

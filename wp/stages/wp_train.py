@@ -48,8 +48,8 @@ def main(args: argparse.Namespace) -> None:
 
 
 def run(data_path: str | Path, ckpt_path: str | Path, pool_path: str | Path, network: str, hp: dict,
-        out_ckpt: str | Path, out_metrics: str | Path, *, seed: int, device: str, stop_after_epoch: int | None = None,
-        assign: str = "hard", tau: tuple[float, float] = (0.1, 0.002)) -> dict:
+        out_ckpt: str | Path, out_metrics: str | Path, *, seed: int, device: str, assign: str, tau: tuple[float, float],
+        stop_after_epoch: int | None = None) -> dict:
     pool.check_assign(assign)
     dev = resolve_device(device)
     ds = data.read(data_path)
@@ -82,14 +82,14 @@ def run(data_path: str | Path, ckpt_path: str | Path, pool_path: str | Path, net
     used = int(torch.unique(torch.cat([v.long() for v in after.values()])).numel())
     print(f"wp{k} {network}: test top-1 {top1:.2f}% (direct {direct:.2f}%), {changed}/{n_vectors} assignments changed, "
           f"{used}/{k} pool vectors used", flush=True)
-    metrics = {"stage": "wp_train", "dataset": ds.name, "network": network, "k": k, "pool_scale": scale, "pool_assign": assign,
-               **({"pool_assign_tau": list(tau)} if assign == "soft" else {}), "test_top1": top1,
+    # the assignment and, where used, its temperatures: in the metrics and their provenance
+    assigned = {"pool_assign": assign, **({"pool_assign_tau": list(tau)} if assign == "soft" else {})}
+    metrics = {"stage": "wp_train", "dataset": ds.name, "network": network, "k": k, "pool_scale": scale, **assigned, "test_top1": top1,
                "direct_top1": direct, "test_images": len(test), selection.SCORED_ON: selection.digest(test), "train_images": len(train), "epochs": hp["epochs"],
                "kept_epoch": result["kept_epoch"], "seconds": result["seconds"], "hparams": hp,
                "pooled_layers": layers, "pooled_vectors": n_vectors,
                **checkpoint.pooled_summary(model.state_dict(), layers), "assignments_changed": changed,
-               "pool_vectors_used": used, "history": result["history"], "provenance": provenance.collect(dev, seed, {"stage": "wp_train", "dataset": ds.name, "network": network, "k": k, "hparams": hp, "pool": pl["checkpoint_sha256"], "pool_scale": scale,
-                                                                                       "pool_assign": assign, **({"pool_assign_tau": list(tau)} if assign == "soft" else {})})}
+               "pool_vectors_used": used, "history": result["history"], "provenance": provenance.collect(dev, seed, {"stage": "wp_train", "dataset": ds.name, "network": network, "k": k, "hparams": hp, "pool": pl["checkpoint_sha256"], "pool_scale": scale, **assigned})}
     checkpoint.save(out_ckpt, model, network=network, dataset=ds.name, model_args=ckpt["model_args"], kind="pooled",
                     pool=centers.clone(), pooled_layers=layers, indices=after, k=k, latent=latent,
                     selection=selection.record(sel), **checkpoint.scale_entries(scale, scales), **checkpoint.assign_entries(assign))
